@@ -1,0 +1,214 @@
+"""Load and validate `suites/*.yaml` and `checkpoints.yaml` into typed objects.
+
+Bad files fail here with one clear line (UserError). Protocol numbers are read from YAML only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mibot_eval.errors import UserError
+
+EXECUTION_MODES = ("sync", "async")
+
+
+def project_root() -> Path:
+    """Where suites/ and checkpoints.yaml live: $MIBOT_EVAL_HOME, else the source checkout."""
+    env = os.environ.get("MIBOT_EVAL_HOME")
+    return Path(env) if env else Path(__file__).resolve().parents[1]
+
+
+def suites_dir() -> Path:
+    return project_root() / "suites"
+
+
+def checkpoints_file() -> Path:
+    return project_root() / "checkpoints.yaml"
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as stream:
+            return yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}:{where} malformed YAML: {problem}") from None
+
+
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    if key not in data:
+        raise UserError(f"{path}: missing required field '{key}'")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and bool not in _as_tuple(kind):
+        names = "/".join(t.__name__ for t in _as_tuple(kind))
+        raise UserError(f"{path}: field '{key}' must be {names}, got {value!r}")
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _vector(data: dict[str, Any], key: str, length: int, path: Path) -> tuple[float, ...]:
+    value = _require(data, key, list, path)
+    if len(value) != length or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        raise UserError(f"{path}: field '{key}' must be a list of {length} numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class SuiteProtocol:
+    """One suite's evaluation protocol, exactly as its YAML states it (plus explicit overrides)."""
+
+    name: str
+    benchmark: str
+    adapter: str
+    default_robot_type: str
+    num_tasks: int
+    episodes_per_task: int
+    seed: int
+    max_steps: int
+    replan_steps: int
+    action_dim: int
+    hold_action: tuple[float, ...]
+    control_hz: float
+    execution: str
+    params: dict[str, Any] = field(default_factory=dict)  # adapter-specific fields, validated there
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything that determines results (not where the YAML was read from)."""
+        data = {k: v for k, v in self.__dict__.items() if k != "source"}
+        data["hold_action"] = list(self.hold_action)
+        return data
+
+    def protocol_hash(self) -> str:
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_overrides(self, **overrides: Any) -> SuiteProtocol:
+        """A copy with some protocol fields changed (e.g. max_steps for a quick CI run)."""
+        known = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(known) - set(self.__dict__)
+        if unknown:
+            raise UserError(f"unknown protocol field(s): {', '.join(sorted(unknown))}")
+        return replace(self, **known)
+
+
+def load_suite(name_or_path: str) -> SuiteProtocol:
+    """Load a suite by name (suites/<name>.yaml) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = suites_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise UserError(
+                f"unknown suite '{name_or_path}'; available: {', '.join(available_suites())}"
+            )
+    data = _load_yaml(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at top level")
+    execution = _require(data, "execution", str, path)
+    if execution not in EXECUTION_MODES:
+        raise UserError(f"{path}: execution must be one of {EXECUTION_MODES}, got {execution!r}")
+    action_dim = _require(data, "action_dim", int, path)
+    core = {
+        "name": _require(data, "name", str, path),
+        "benchmark": _require(data, "benchmark", str, path),
+        "adapter": _require(data, "adapter", str, path),
+        "default_robot_type": _require(data, "default_robot_type", str, path),
+        "num_tasks": _require(data, "num_tasks", int, path),
+        "episodes_per_task": _require(data, "episodes_per_task", int, path),
+        "seed": _require(data, "seed", int, path),
+        "max_steps": _require(data, "max_steps", int, path),
+        "replan_steps": _require(data, "replan_steps", int, path),
+        "action_dim": action_dim,
+        "hold_action": _vector(data, "hold_action", action_dim, path),
+        "control_hz": float(_require(data, "control_hz", (int, float), path)),
+        "execution": execution,
+    }
+    for key in ("num_tasks", "episodes_per_task", "max_steps", "replan_steps", "action_dim"):
+        if core[key] <= 0:
+            raise UserError(f"{path}: field '{key}' must be positive, got {core[key]}")
+    params = {k: v for k, v in data.items() if k not in core}
+    return SuiteProtocol(**core, params=params, source=str(path))
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in suites_dir().glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A released (or local) checkpoint: where to load it from and what was reported for it."""
+
+    name: str
+    repo: str | None = None
+    path: str | None = None
+    robot_type: str | None = None
+    suites: tuple[str, ...] = ()
+    reported: dict[str, dict[str, float]] = field(default_factory=dict)
+    tiny: bool = False
+
+    def robot_type_for(self, suite: SuiteProtocol) -> str:
+        return self.robot_type or suite.default_robot_type
+
+
+def load_checkpoints(path: Path | None = None) -> dict[str, CheckpointInfo]:
+    path = path or checkpoints_file()
+    data = _load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
+        raise UserError(f"{path}: expected a top-level 'checkpoints' mapping")
+    result = {}
+    for name, entry in data["checkpoints"].items():
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: checkpoint '{name}' must be a mapping")
+        reported = entry.get("reported") or {}
+        if not isinstance(reported, dict) or not all(
+            isinstance(v, dict) for v in reported.values()
+        ):
+            raise UserError(f"{path}: checkpoint '{name}': 'reported' must map suite -> metrics")
+        result[name] = CheckpointInfo(
+            name=name,
+            repo=entry.get("repo"),
+            robot_type=entry.get("robot_type"),
+            suites=tuple(entry.get("suites") or ()),
+            reported={k: {m: float(x) for m, x in v.items()} for k, v in reported.items()},
+            tiny=bool(entry.get("tiny", False)),
+        )
+    return result
+
+
+def resolve_checkpoint(name_or_path: str) -> CheckpointInfo:
+    """A name from checkpoints.yaml, a hub repo id listed there, or a local checkpoint folder."""
+    checkpoints = load_checkpoints()
+    if name_or_path in checkpoints:
+        return checkpoints[name_or_path]
+    for info in checkpoints.values():
+        if info.repo == name_or_path:
+            return info
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: not a checkpoint folder (no config.json)")
+        # A local copy of a released checkpoint keeps its reported numbers when named like it.
+        for info in checkpoints.values():
+            if info.repo and path.name == info.repo.split("/")[-1]:
+                return replace(info, path=str(path.resolve()))
+        return CheckpointInfo(name=path.name, path=str(path.resolve()))
+    raise UserError(
+        f"unknown checkpoint '{name_or_path}': not in checkpoints.yaml "
+        f"({', '.join(checkpoints)}) and not a local folder"
+    )
