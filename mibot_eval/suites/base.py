@@ -73,3 +73,14 @@ def first_dims(chunk: np.ndarray, action_dim: int) -> np.ndarray:
     if chunk.ndim != 2 or chunk.shape[1] < action_dim:
         raise ValueError(f"expected a (T, >={action_dim}) action chunk, got {chunk.shape}")
     return chunk[:, :action_dim].astype(np.float64)
+
+
+def format_instruction(text: str, rule: dict[str, bool] | None) -> str:
+    """Apply a suite's `instruction_format` (the release's clients capitalise and add a period)."""
+    text = text.strip()
+    rule = rule or {}
+    if rule.get("capitalize_first") and text:
+        text = text[0].upper() + text[1:]
+    if rule.get("append_period") and text and not text.endswith("."):
+        text += "."
+    return text

@@ -18,7 +18,7 @@ import numpy as np
 
 from mibot_eval.config import SuiteProtocol
 from mibot_eval.errors import UserError
-from mibot_eval.suites.base import first_dims
+from mibot_eval.suites.base import first_dims, format_instruction
 from mibot_eval.types import EpisodeSpec, Observation, StepResult
 
 RENDER_MODES = ("lazy", "eager")
@@ -118,6 +118,9 @@ class LiberoAdapter:
         self._env: Any = None
         self._env_task: int | None = None
         self._init_states: np.ndarray | None = None
+        self._rng_after_seed: Any = None
+        self._rng_state: Any = None
+        self._resets = 0
         self._gate = RenderGate([f"{c}_image" for c in self.camera_names])
         self._last_obs: dict[str, np.ndarray] | None = None
         self._instruction = ""
@@ -169,7 +172,9 @@ class LiberoAdapter:
             camera_widths=self.width,
             hard_reset=self.hard_reset,
         )
-        env.seed(self.protocol.seed)
+        env.seed(self.protocol.seed)  # LIBERO: np.random.seed(seed); fixtures are placed from it
+        self._rng_after_seed = np.random.get_state()
+        self._rng_state, self._resets = self._rng_after_seed, 0
         if self.render_mode == "lazy":
             self._install_gate(env.env)
         self._env, self._env_task = env, task_id
@@ -205,9 +210,11 @@ class LiberoAdapter:
         assert self._init_states is not None
         if spec.trial >= len(self._init_states):
             raise UserError(f"{spec.key}: LIBERO has only {len(self._init_states)} init states")
-        self._instruction = spec.instruction or self.task_language(spec.task_id)
+        language = spec.instruction or self.task_language(spec.task_id)
+        self._instruction = format_instruction(language, self.protocol.params.get("instruction_format"))
         self._gate.set([])
-        self._env.reset()
+        self._seek_reset_stream(spec.trial)
+        self._reset_env()
         self._env.set_init_state(self._init_states[spec.trial])
         obs: dict[str, np.ndarray] = {}
         for i in range(self.wait_steps):
@@ -220,6 +227,27 @@ class LiberoAdapter:
             obs = self._env.env._get_observations()
         self._last_obs = obs
         return self._observation(obs)
+
+    def _reset_env(self) -> None:
+        """One hard reset, drawing from this task's own copy of the global numpy RNG stream."""
+        np.random.set_state(self._rng_state)
+        self._env.reset()
+        self._rng_state = np.random.get_state()
+        self._resets += 1
+
+    def _seek_reset_stream(self, trial: int) -> None:
+        """Put the reset stream where an uninterrupted official run has it before trial `trial`.
+
+        LIBERO places fixtures (e.g. the cabinet) from the global numpy RNG at every hard reset, and
+        init states do not cover them. The official client seeds once per task env and then resets
+        once per trial, so trial i sees the stream after i resets. Replaying resets (a few seconds
+        each, only after a resume or out-of-order trials) makes each episode independent of what
+        ran before it in this process.
+        """
+        if self._resets > trial:
+            self._rng_state, self._resets = self._rng_after_seed, 0
+        while self._resets < trial:
+            self._reset_env()
 
     def _open_gate(self, observe: bool) -> None:
         cameras = [f"{c}_image" for c in self.camera_names] if observe else []
