@@ -35,7 +35,8 @@ def run_episode(
         if frame is not None:
             on_frame(frame)
     success, steps = False, 0
-    for steps in range(1, max_steps + 1):
+    for step in range(1, max_steps + 1):
+        steps = step
         if scheduler.query_due():
             t0 = time.perf_counter()
             request = PolicyRequest(observation, robot_type, prefix=scheduler.prefix())

@@ -96,7 +96,7 @@ class HFPolicy:
             groups = [[i] for i in range(len(requests))]
         out: list[np.ndarray] = [np.empty(0)] * len(requests)
         for group in groups:
-            for i, chunk in zip(group, self._forward([requests[i] for i in group])):
+            for i, chunk in zip(group, self._forward([requests[i] for i in group]), strict=True):
                 out[i] = chunk
         self.last_latency_s = time.perf_counter() - start
         return out
