@@ -45,6 +45,11 @@ class SuiteAdapter(Protocol):
         """The current frame for episode videos (rendered by the last step), if any."""
         ...
 
+    def episode_metrics(self) -> dict[str, object]:
+        """Benchmark-specific facts about the episode just finished (e.g. CALVIN's completed
+        subtasks), merged into the episode record's metrics."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -52,6 +57,8 @@ class SuiteAdapter(Protocol):
 # adapter name in suites/*.yaml -> (module, class). Imported lazily: simulators are optional.
 ADAPTERS: dict[str, tuple[str, str]] = {
     "libero": ("mibot_eval.suites.libero", "LiberoAdapter"),
+    "calvin": ("mibot_eval.suites.calvin", "CalvinAdapter"),
+    "simpler": ("mibot_eval.suites.simpler", "SimplerAdapter"),
 }
 
 

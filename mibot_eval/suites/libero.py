@@ -285,6 +285,9 @@ class LiberoAdapter:
             return None
         return self._image(self._last_obs, self.video_key)
 
+    def episode_metrics(self) -> dict[str, object]:
+        return {}
+
     @property
     def renders(self) -> int:
         """Camera renders performed so far (each camera counts once)."""

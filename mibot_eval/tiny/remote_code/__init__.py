@@ -1,0 +1,1 @@
+"""Hugging Face remote code of the tiny checkpoint (copied verbatim into the checkpoint folder)."""

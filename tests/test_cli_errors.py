@@ -1,0 +1,99 @@
+"""Bad input gives one clear line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mibot_eval.cli", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=300,
+    )
+
+
+def _one_error_line(proc) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("mibot-eval: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_help_lists_commands() -> None:
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    for command in ("run", "report", "leaderboard", "check", "tiny-checkpoint", "list"):
+        assert command in proc.stdout
+    run_help = _cli("run", "--help").stdout
+    for flag in ("--checkpoint", "--suites", "--tasks", "--episodes", "--video", "--execution"):
+        assert flag in run_help
+
+
+def test_unknown_suite(tmp_path) -> None:
+    line = _one_error_line(_cli("run", "--checkpoint", "tiny", "--suites", "libero_nope",
+                                "--results", str(tmp_path)))
+    assert "unknown suite 'libero_nope'" in line and "libero_spatial" in line
+
+
+def test_unknown_checkpoint(tmp_path) -> None:
+    line = _one_error_line(_cli("run", "--checkpoint", str(tmp_path / "missing"),
+                                "--results", str(tmp_path)))
+    assert "unknown checkpoint" in line and "not a local folder" in line
+
+
+@pytest.mark.skipif(shutil.which("true") is None, reason="posix only")
+def test_released_checkpoint_not_cached_and_hub_unreachable(tmp_path) -> None:
+    pytest.importorskip("libero")
+    line = _one_error_line(_cli(
+        "run", "--checkpoint", "Xiaomi-Robotics-0-LIBERO", "--results", str(tmp_path),
+        env={"HF_HOME": str(tmp_path / "hf")},
+    ))
+    assert "XiaomiRobotics/Xiaomi-Robotics-0-LIBERO is not in the local Hugging Face cache" in line
+    assert "make eval-libero CHECKPOINT=tiny EPISODES=1 TASKS=0" in line
+
+
+def test_simulator_not_installed(tmp_path) -> None:
+    fake = tmp_path / "shadow" / "libero"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'libero'\")\n")
+    line = _one_error_line(_cli(
+        "run", "--checkpoint", "tiny", "--results", str(tmp_path),
+        env={"PYTHONPATH": f"{tmp_path / 'shadow'}{os.pathsep}{ROOT}"},
+    ))
+    assert "LIBERO simulator is not installed" in line and "make setup" in line
+
+
+def test_malformed_suite_yaml(tmp_path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(ROOT / "suites", home / "suites")
+    shutil.copy(ROOT / "checkpoints.yaml", home / "checkpoints.yaml")
+    (home / "suites" / "libero_spatial.yaml").write_text("name: libero_spatial\nmax_steps: [220\n")
+    line = _one_error_line(_cli("run", "--checkpoint", "tiny", "--suites", "libero_spatial",
+                                "--results", str(tmp_path), env={"MIBOT_EVAL_HOME": str(home)}))
+    assert "libero_spatial.yaml" in line and "malformed YAML" in line
+
+
+def test_malformed_checkpoints_yaml(tmp_path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(ROOT / "suites", home / "suites")
+    (home / "checkpoints.yaml").write_text("checkpoints: [unclosed\n")
+    line = _one_error_line(_cli("run", "--checkpoint", "tiny", "--results", str(tmp_path),
+                                env={"MIBOT_EVAL_HOME": str(home)}))
+    assert "checkpoints.yaml" in line and "malformed YAML" in line
+
+
+def test_task_out_of_range(tmp_path) -> None:
+    pytest.importorskip("libero")
+    line = _one_error_line(_cli("run", "--checkpoint", "tiny", "--suites", "libero_spatial",
+                                "--tasks", "12", "--results", str(tmp_path)))
+    assert "task id(s) [12] out of range" in line
