@@ -137,7 +137,12 @@ class HFPolicy:
         if self.supports_prefix and batch[0].prefix is not None:
             horizon = int(kwargs["action_mask"].shape[1])
             prefixes = [self._normalize_prefix(r.prefix, robot_type, horizon) for r in batch]
-            kwargs["prefix_actions"] = torch.from_numpy(np.stack(prefixes)).to(self.device, self.dtype)
+            longest = max(p.shape[0] for p in prefixes)
+            padded = np.zeros((len(batch), longest, MODEL_STATE_DIM), dtype=np.float32)
+            for row, p in zip(padded, prefixes, strict=True):
+                row[: p.shape[0]] = p
+            kwargs["prefix_actions"] = torch.from_numpy(padded).to(self.device, self.dtype)
+            kwargs["prefix_length"] = [p.shape[0] for p in prefixes]
         with torch.inference_mode():
             actions = self.model(**kwargs).actions
         decoded = self.processor.decode_action(actions.float().cpu(), robot_type=robot_type)
