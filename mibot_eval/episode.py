@@ -1,4 +1,8 @@
-"""Run one episode: adapter + policy + scheduler, with timings. No files, no processes."""
+"""Run one episode: adapter + policy + scheduler, with timings. No files, no processes.
+
+The loop is generic: `ChunkScheduler` alone decides when a request fires, which action runs and
+which observation must be rendered (see mibot_eval.execution for the sync/async semantics).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ from mibot_eval.suites.base import SuiteAdapter
 from mibot_eval.types import EpisodeResult, EpisodeSpec, PolicyRequest
 
 FrameSink = Callable[[np.ndarray], None]
+Clock = Callable[[], float]
+
+# A blocking first request can be followed at once by a second one (when d_hat >= the window).
+MAX_REQUESTS_PER_STEP = 2
 
 
 def run_episode(
@@ -23,8 +31,15 @@ def run_episode(
     robot_type: str,
     max_steps: int,
     on_frame: FrameSink | None = None,
+    clock: Clock = time.perf_counter,
 ) -> EpisodeResult:
-    """Reset, then act until success or `max_steps` env steps after the protocol's wait."""
+    """Reset, then act until success or `max_steps` env steps after the protocol's wait.
+
+    clock times each inference call; its readings are the latencies the scheduler converts into
+    delay steps with `--delay measured` (tests inject a fake clock).
+    When an adapter sets StepResult.reset_policy it must also return that step's observation: the
+    scheduler re-queries at the next step.
+    """
     timings = {"reset_s": 0.0, "infer_s": 0.0, "sim_s": 0.0}
     start = time.perf_counter()
     observation = adapter.reset(spec)
@@ -37,11 +52,15 @@ def run_episode(
     success, steps = False, 0
     for step in range(1, max_steps + 1):
         steps = step
-        if scheduler.query_due():
-            t0 = time.perf_counter()
+        requests = 0
+        while scheduler.query_due():
+            if requests == MAX_REQUESTS_PER_STEP:
+                raise RuntimeError(f"scheduler asked for more than {requests} requests in one step")
+            requests += 1
             request = PolicyRequest(observation, robot_type, prefix=scheduler.prefix())
+            t0 = clock()
             chunk = policy.infer([request])[0]
-            latency = time.perf_counter() - t0
+            latency = clock() - t0
             timings["infer_s"] += latency
             scheduler.submit(adapter.to_env_actions(chunk), latency)
         action, _idle = scheduler.next_action()
@@ -60,10 +79,14 @@ def run_episode(
             success = result.success
             break
     timings["total_s"] = time.perf_counter() - start
+    metrics = scheduler.stats.as_metrics()
+    episode_metrics = getattr(adapter, "episode_metrics", None)
+    if episode_metrics is not None:
+        metrics.update(episode_metrics() or {})
     return EpisodeResult(
         spec=spec,
         success=success,
         steps=steps,
         timings=timings,
-        metrics=scheduler.stats.as_metrics(),
+        metrics=metrics,
     )

@@ -134,9 +134,13 @@ class HFPolicy:
         kwargs["seed"] = seeds if self.per_sample_seed else seeds[0]
         if self.num_steps is not None:
             kwargs["num_steps"] = self.num_steps
-        if self.supports_prefix and batch[0].prefix is not None:
+        if self.supports_prefix and any(r.prefix is not None and len(r.prefix) for r in batch):
             horizon = int(kwargs["action_mask"].shape[1])
-            prefixes = [self._normalize_prefix(r.prefix, robot_type, horizon) for r in batch]
+            empty = np.zeros((0, MODEL_STATE_DIM), dtype=np.float32)
+            prefixes = [
+                empty if r.prefix is None else self._normalize_prefix(r.prefix, robot_type, horizon)
+                for r in batch
+            ]
             longest = max(p.shape[0] for p in prefixes)
             padded = np.zeros((len(batch), longest, MODEL_STATE_DIM), dtype=np.float32)
             for row, p in zip(padded, prefixes, strict=True):
