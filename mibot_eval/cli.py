@@ -48,7 +48,19 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", dest="run_name", default=None,
                    help="run folder name (default: derived from checkpoint and protocol)")
     p.add_argument("--execution", choices=("sync", "async"), default=None,
-                   help="chunk execution mode (default: the suite's, sync = official)")
+                   help="chunk execution mode (default: the suite's, sync = official); async infers "
+                   "the next chunk while the robot executes the current one")
+    p.add_argument("--delay-steps", type=int, default=None, metavar="N",
+                   help="async: every inference takes N control steps (fixed, reproducible)")
+    p.add_argument("--delay", choices=("fixed", "measured"), default=None,
+                   help="async: 'measured' converts each inference's wall time into steps, "
+                   "ceil(latency_s * control_hz); 'fixed' needs --delay-steps")
+    p.add_argument("--control-hz", type=float, default=None, metavar="HZ",
+                   help="async: control frequency for --delay measured and for latency reports "
+                   "(default: the suite's control_hz); model a target robot rate")
+    p.add_argument("--no-prefix", action="store_true",
+                   help="async: do not pass the committed actions as a prefix even if the "
+                   "checkpoint accepts them (the released checkpoints do not)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="override the protocol's max steps (non-official; gets its own run folder)")
     p.add_argument("--video", choices=("none", "failures", "all"), default="failures",
@@ -64,11 +76,22 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from mibot_eval.runner import RunRequest, execute
 
+    options = {
+        "delay": args.delay, "delay_steps": args.delay_steps, "control_hz": args.control_hz,
+        "prefix": False if args.no_prefix else None,
+    }
+    if args.execution != "async":
+        given = [flag for flag, key in (("--delay-steps", "delay_steps"), ("--delay", "delay"),
+                                        ("--control-hz", "control_hz"), ("--no-prefix", "prefix"))
+                 if options[key] is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} need(s) --execution async")
     request = RunRequest(
         checkpoint=args.checkpoint, suites=args.suites, tasks=args.tasks,
         episodes_per_task=args.episodes, results_dir=args.results, run_name=args.run_name,
         execution=args.execution, max_steps=args.max_steps, video=args.video,
         video_cap=args.video_cap, render=args.render, device=args.device,
+        execution_options={k: v for k, v in options.items() if v is not None},
     )
     run_dir = execute(request)
     print(f"results: {run_dir}")
@@ -131,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_list(sub)
     _add_tiny(sub)
+    from mibot_eval.latency import register as register_latency_sweep
+
+    register_latency_sweep(sub)
     from mibot_eval.results import commands
 
     commands.register(sub)

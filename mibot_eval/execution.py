@@ -40,7 +40,9 @@ its index i is the action meant for step t + i (the model saw the observation of
   will execute while the request is inferred: the window's remaining actions, then hold actions if
   the window is shorter than d_hat. When the checkpoint accepts committed prefix actions (its model
   has `supports_prefix_actions`; the released ones do not) and prefix use is on, those d_hat actions
-  (env units, shape (d_hat, action_dim)) are sent as PolicyRequest.prefix; d_hat = 0 sends none.
+  (env units, shape (d_hat, action_dim)) are sent as PolicyRequest.prefix; d_hat = 0 sends none,
+  and a prefix is cut to the chunk length T (the model's chunk cannot hold more; d_hat > T only
+  happens when nothing is executable anyway).
   With a fixed delay they are exactly the actions executed during inference. With a measured delay
   they are the expected ones: if the real d is larger the robot also holds, if smaller the new chunk
   takes over before the last of them ran.
@@ -51,8 +53,9 @@ its index i is the action meant for step t + i (the model saw the observation of
   If the previous window still had actions (only possible with a measured delay smaller than d_hat)
   they are superseded, never executed.
 * Hold.  When the window has run out and the next chunk has not arrived, the robot executes the
-  suite's `hold_action`; each such step is an idle step. With a fixed delay this happens exactly when
-  d > r at request time, i.e. when the window is shorter than the delay (d > k - d, Δtinf > Δtc).
+  suite's `hold_action`; each such step is an idle step. The robot idles max(0, d - r) steps per
+  request (r at request time). With a fixed delay d: r = min(d, window length), so it idles exactly
+  when a window is shorter than d, i.e. d > e - d (d > k / 2 when T >= k; Δtinf > Δtc).
 * Reset.  `reset()` (new episode, or StepResult.reset_policy for a CALVIN subtask) drops the current
   chunk and any request in flight; the next request blocks again (s = 0).
 
@@ -115,9 +118,11 @@ class ExecutionConfig:
         return self.is_async and self.prefix and self.prefix_supported is True
 
     def prefix_status(self) -> bool | str:
-        """True (prefixes sent), False (turned off) or "unsupported" (the checkpoint cannot)."""
+        """True (prefixes sent), False (off, or sync) or "unsupported" (the checkpoint cannot)."""
         if not self.is_async or not self.prefix:
             return False
+        if self.prefix_supported is None:
+            return "unknown"  # not yet bound to a policy (the runner always binds it)
         return True if self.prefix_supported else "unsupported"
 
     def with_prefix_support(self, supported: bool) -> ExecutionConfig:
@@ -276,6 +281,7 @@ class ChunkScheduler:
         self._end = 0
         self._in_flight: _InFlight | None = None
         self._fresh = True
+        self._horizon = 0  # length of the last chunk submitted (caps the prefix)
 
     # -- state helpers --------------------------------------------------------------------------
     @property
@@ -335,12 +341,12 @@ class ChunkScheduler:
         """The d_hat actions committed while the next request is inferred, when prefixes are used.
 
         None in sync mode, with prefixes off or unsupported, for a blocking first request, or when
-        d_hat = 0.
+        d_hat = 0. At most T actions (the last chunk's length): a chunk cannot hold more.
         """
         self._advance()
         if not self.config.use_prefix or self._fresh or self._d_hat <= 0:
             return None
-        n = self._d_hat
+        n = min(self._d_hat, self._horizon)
         actions = [] if self._chunk is None else list(self._chunk[self._pos: self._end][:n])
         actions += [self.hold_action] * (n - len(actions))
         return np.stack(actions).astype(np.float64)
@@ -372,6 +378,7 @@ class ChunkScheduler:
         stats.prefix_lengths.append(0 if prefix is None else len(prefix))
         stats.outcomes.append("first" if self._fresh else "pending")
         self._in_flight = _InFlight(chunk, self._step, delay, len(stats.outcomes) - 1)
+        self._horizon = len(chunk)
         self._fresh = False
         self._advance()
 

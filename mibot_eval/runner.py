@@ -80,9 +80,9 @@ def plan_suites(request: RunRequest, info: CheckpointInfo) -> list[SuitePlan]:
         protocol = load_suite(name).with_overrides(
             max_steps=request.max_steps, execution=request.execution
         )
-        execution = make_execution_config(
-            protocol.execution, protocol.replan_steps, control_hz=protocol.control_hz,
-            **request.execution_options,
+        options = {k: v for k, v in request.execution_options.items() if v is not None}
+        execution = make_execution_config(  # options may override the suite's control_hz
+            protocol.execution, protocol.replan_steps, **{"control_hz": protocol.control_hz, **options}
         )
         adapter = make_adapter(protocol, render=request.render)
         episodes = adapter.episodes(request.tasks, request.episodes_per_task)
@@ -165,6 +165,8 @@ def _execute(
     checkpoint_hash = fingerprint(resolved.path)
     if policy is None:
         policy = load_policy(resolved, request.device)
+    for plan in plans:  # async: record whether committed-action prefixes can be used
+        plan.execution = plan.execution.with_prefix_support(getattr(policy, "supports_prefix", False))
     for plan in plans:
         check = getattr(policy, "check_robot_type", None)
         if check is not None:
@@ -177,7 +179,17 @@ def _execute(
     finished = {r["key"] for r in records}
     for plan in plans:
         _run_suite(plan, policy, store, videos, context, records, finished)
+    _record_latency(store)
     return store.run_dir
+
+
+def _record_latency(store: RunStore) -> None:
+    """Put the run's execution/latency summary (all its episodes) into the manifest."""
+    from mibot_eval.results.latency_stats import latency_summary
+
+    manifest = store.read_manifest() or {}
+    manifest["latency"] = latency_summary(store.records())
+    store.write_manifest(manifest)
 
 
 def _run_suite(
