@@ -1,0 +1,105 @@
+"""CLI subcommands over recorded results: report, leaderboard, check (regression gate).
+
+`register(subparsers)` adds them to the `mibot-eval` parser; each handler returns an exit code and
+raises UserError for bad input (printed by the CLI as one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _add_report(subparsers)
+    _add_leaderboard(subparsers)
+    _add_check(subparsers)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="markdown report of a run (also writes report.md, report.csv)",
+        description="Measure a run's recorded episodes: per-task and per-suite success with Wilson "
+        "95% intervals, aggregates, comparison with the reported numbers, errors, seconds per "
+        "episode. Writes report.md and report.csv in the run folder and updates the run's rows in "
+        "the leaderboard CSV (default: leaderboard.csv next to the run folder).",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="results/<run> folder")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--leaderboard", type=Path, default=None, metavar="PATH",
+                       help="leaderboard CSV to update (default: RUN_DIR/../leaderboard.csv)")
+    group.add_argument("--no-leaderboard", action="store_true", help="do not touch any leaderboard")
+    p.set_defaults(handler=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mibot_eval.errors import UserError
+    from mibot_eval.results.report import report_run
+
+    if not args.run_dir.is_dir():
+        raise UserError(f"{args.run_dir}: run folder not found")
+    csv_path = None if args.no_leaderboard else (args.leaderboard or args.run_dir.parent / "leaderboard.csv")
+    print(report_run(args.run_dir, leaderboard_csv=csv_path), end="")
+    return 0
+
+
+def _add_leaderboard(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "leaderboard", help="rebuild the leaderboard from every run's recorded episodes",
+        description="One row per (checkpoint, suite, protocol), rebuilt from RESULTS_DIR/*/episodes.jsonl; "
+        "columns are documented in mibot_eval/results/leaderboard.py. Prints the markdown table.",
+    )
+    p.add_argument("results_dir", type=Path, nargs="?", default=Path("results"), metavar="RESULTS_DIR",
+                   help="folder of run folders (default: results)")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="CSV",
+                   help="CSV to write (default: RESULTS_DIR/leaderboard.csv)")
+    p.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="also write the markdown")
+    p.add_argument("--png", type=Path, default=None, metavar="PATH",
+                   help="also write a bar chart with interval whiskers")
+    p.add_argument("--html", type=Path, default=None, metavar="DIR",
+                   help="also write a self-contained DIR/index.html (opens offline)")
+    p.set_defaults(handler=_cmd_leaderboard)
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from mibot_eval.results.leaderboard import rebuild
+
+    rows, markdown = rebuild(args.results_dir, args.output, args.markdown, args.png, args.html)
+    print(markdown, end="")
+    written = [str(args.output or args.results_dir / "leaderboard.csv")]
+    written += [str(p) for p in (args.markdown, args.png) if p is not None]
+    if args.html is not None:
+        written.append(str(args.html / "index.html"))
+    print(f"{len(rows)} rows; wrote {', '.join(written)}")
+    return 0
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check", help="regression gate: exit 1 if the candidate is significantly worse",
+        description="Exit 0 when the candidate is not significantly worse than the baseline on any "
+        "suite or task, 1 (with a table naming what regressed) otherwise, 2 when the runs are not "
+        "comparable (protocol, execution mode or episodes per task differ). One-sided tests: "
+        "Newcombe interval for run vs run, Wilson score test vs reported rates, bootstrap for "
+        "reported averages; Holm-adjusted across the check. See docs/regression-gate.md.",
+    )
+    p.add_argument("--candidate", required=True, metavar="RUN", help="candidate run folder")
+    p.add_argument("--baseline", required=True, metavar="RUN|reported",
+                   help="baseline run folder, or 'reported' for the candidate checkpoint's "
+                   "numbers in checkpoints.yaml")
+    p.add_argument("--max-drop", type=float, default=0.0, metavar="PP",
+                   help="tolerated drop in percentage points (default 0)")
+    p.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                   help="significance level of the one-sided tests (default 0.05)")
+    p.add_argument("--correction", choices=("holm", "none"), default="holm",
+                   help="multiple-comparison adjustment across suites and tasks (default holm)")
+    p.set_defaults(handler=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from mibot_eval.results.gate import check_regression, render_gate
+
+    result = check_regression(args.candidate, args.baseline, max_drop=args.max_drop,
+                              alpha=args.alpha, correction=args.correction)
+    print(render_gate(result), end="")
+    return result.exit_code

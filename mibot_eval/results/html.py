@@ -1,0 +1,124 @@
+"""A static, self-contained HTML leaderboard: one file that opens offline from disk.
+
+Inline CSS, charts as base64 PNG data URIs, no scripts, fonts or links to fetch: the leaderboard
+table, the chart, and per run its suites (Wilson intervals) and its full manifest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from mibot_eval.results.leaderboard import chart_png, to_markdown
+from mibot_eval.results.report import RunSummary, execution_label, fmt, fmt_ci
+from mibot_eval.results.store import utc_now
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;
+color:#1d232a;padding:0 1em}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+th,td{border:1px solid #ccd;padding:.3em .6em;text-align:left}
+th{background:#eef1f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.scroll{overflow-x:auto}
+tr.partial td{color:#6b7280;font-style:italic}
+pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
+img{max-width:100%;border:1px solid #ccd}
+.meta{color:#555;font-size:.9em}
+"""
+
+COLUMNS = (  # (heading, row field, numeric)
+    ("checkpoint", "checkpoint", False), ("suite", "suite", False), ("metric", "metric", False),
+    ("value", "value", True), ("95% CI", "_ci", True), ("n", "n", True), ("reported", "reported", True),
+    ("delta", "delta", True), ("reported in CI", "_inside", False), ("coverage %", "coverage", True),
+    ("errors", "errors", True), ("s / episode", "sec_per_episode", True),
+    ("execution", "execution", False), ("protocol", "protocol", False),
+)
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
+
+
+def _cell(row: Mapping[str, Any], field: str) -> str:
+    metric = str(row.get("metric") or "")
+    if field == "_ci":
+        return fmt_ci(_num(row.get("ci_low")), _num(row.get("ci_high")), metric)
+    if field == "_inside":
+        value = row.get("reported_in_ci")
+        return "–" if value in (None, "") else ("yes" if str(value).lower() == "true" else "no")
+    if field in ("value", "reported", "delta"):
+        return fmt(_num(row.get(field)), metric)
+    value = row.get(field)
+    return "–" if value in (None, "") else str(value)
+
+
+def leaderboard_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h, _, _ in COLUMNS)
+    body = []
+    for row in rows:
+        partial = str(row.get("partial")).lower() == "true"
+        cells = "".join(
+            f'<td class="{"num" if numeric else "txt"}" data-col="{escape(field.strip("_"))}">'
+            f"{escape(_cell(row, field))}</td>"
+            for _, field, numeric in COLUMNS
+        )
+        body.append(f'<tr class="{"partial" if partial else "complete"}">{cells}</tr>')
+    return (f'<div class="scroll"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _run_section(summary: RunSummary) -> str:
+    rows = []
+    for suite in summary.suites.values():
+        rate = suite.rate
+        rows.append(
+            f'<tr class="{"partial" if suite.partial else "complete"}"><td>{escape(suite.name)}</td>'
+            f'<td class="num">{fmt(rate.value)}</td>'
+            f'<td class="num">{escape(fmt_ci(*(rate.interval() or (None, None))))}</td>'
+            f'<td class="num">{rate.successes:g} / {rate.n}</td><td class="num">{suite.errors}</td>'
+            f"<td>{escape(suite.status)}</td></tr>"
+        )
+    manifest = json.dumps(summary.manifest, indent=2, sort_keys=True, default=str)
+    return (
+        f'<section class="run" id="run-{escape(summary.run)}"><h3>{escape(summary.run)}</h3>'
+        f'<p class="meta">checkpoint {escape(summary.checkpoint)} '
+        f"({escape(summary.checkpoint_id[:16])}), execution {escape(execution_label(summary.execution))}"
+        f"</p><table><thead><tr><th>suite</th><th>success %</th><th>95% CI</th><th>successes / n</th>"
+        f"<th>errors</th><th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<details><summary>manifest.json</summary><pre>{escape(manifest)}</pre></details></section>"
+    )
+
+
+def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary]) -> str:
+    """The whole page as one string."""
+    chart = base64.b64encode(chart_png(rows)).decode("ascii")
+    markdown = to_markdown(rows)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>mibot-eval leaderboard</title><style>{CSS}</style></head><body>"
+        "<h1>mibot-eval leaderboard</h1>"
+        f'<p class="meta">Generated {escape(utc_now())} from recorded episodes. Rates are success '
+        "over independent trials (errored episodes excluded); intervals are Wilson 95% for rates "
+        "and seeded bootstrap 95% for averages. Italic grey rows are partial runs.</p>"
+        f"<h2>Leaderboard</h2>{leaderboard_table(rows)}"
+        f'<h2>Chart</h2><img id="chart" alt="leaderboard bar chart with 95% intervals" '
+        f'src="data:image/png;base64,{chart}">'
+        f"<h2>Runs</h2>{''.join(_run_section(s) for s in runs)}"
+        f"<h2>Markdown</h2><details><summary>leaderboard.md</summary><pre>{escape(markdown)}</pre>"
+        "</details></body></html>\n"
+    )
+
+
+def write_html(out_dir: Path, rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary]) -> Path:
+    """Write out_dir/index.html; returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "index.html"
+    path.write_text(render_html(rows, runs), encoding="utf-8")
+    return path

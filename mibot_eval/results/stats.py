@@ -1,0 +1,497 @@
+"""Statistics of recorded episodes: pure functions, no I/O.
+
+Math (stdlib + numpy only):
+  wilson_interval            score interval of a success rate (per task, per suite)
+  newcombe_interval          hybrid score interval of a difference of two rates (Newcombe 1998, #10)
+  p_worse_than_rate          one-sided score test "rate < p0" (inverts the Wilson bound)
+  p_worse_than_run           one-sided test "rate1 - rate2 < -margin" (inverts the Newcombe bound)
+  holm                       Holm step-down adjustment of a family of p-values
+  bootstrap_means            seeded, stratified bootstrap of per-stratum means
+  chain_counts / average_length   CALVIN chain success and average length
+
+Measurement (records -> numbers):
+  measure_suite              one suite's tasks, pooled rate, errors, coverage and timings
+  measure_aggregate          an aggregation rule (checkpoints.yaml `aggregates:`) over suites -> Estimate
+
+Rules the measurement follows:
+  * status "error" records are not trials: they are counted in `errors` and excluded from rates.
+  * Deterministic repeats (SimplerEnv WidowX runs each episode six times with identical inputs and
+    noise seed) are one independent trial: records sharing `metrics.repeat_of` (the key of the
+    episode they repeat; the original has no repeat_of) are collapsed into one unit whose value is
+    their mean success. The point estimate is unchanged (90/144 = 15/24) but intervals count 24
+    trials per task, not 144. Groups whose copies disagree are counted in `inconsistent_repeats`.
+  * Coverage counts episode records (repeats included), as the protocol counts them: a suite is
+    partial when it has fewer ok episodes than episodes_per_task x num_tasks, or than the run asked
+    for (`expected_episodes`).
+  * Task groups (SimplerEnv's drawer = open + close drawer) pool their members' trials: the group
+    rate is the members' rates weighted by their trial counts (108 + 108 VM, so the mean of both).
+  * Bootstrap intervals resample independent units with replacement inside each stratum, where a
+    stratum is what the rule averages: a suite (mean_of_suites), a task (mean_of_task_groups), the
+    sequences of a suite (CALVIN average length). numpy PCG64 with a fixed seed: deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+CONFIDENCE = 0.95
+BOOTSTRAP_REPLICATES = 2000
+BOOTSTRAP_SEED = 0
+TIMING_FIELDS = ("total_s", "reset_s", "infer_s", "sim_s", "render_s")
+RULES = ("mean_of_suites", "mean_of_tasks", "mean_of_task_groups", "chain_success")
+
+
+# -- intervals and tests ---------------------------------------------------------------------------
+def z_two_sided(confidence: float = CONFIDENCE) -> float:
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def z_one_sided(alpha: float) -> float:
+    return NormalDist().inv_cdf(1 - alpha)
+
+
+def wilson_bounds(successes: float, n: int, z: float) -> tuple[float, float]:
+    """Wilson score bounds (as fractions) for `successes` of `n` at normal quantile z."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0)) / denom
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return low, high
+
+
+def wilson_interval(successes: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Two-sided Wilson interval (fractions); e.g. 7/10 -> (0.3968, 0.8922)."""
+    return wilson_bounds(successes, n, z_two_sided(confidence))
+
+
+def newcombe_interval(
+    s1: float, n1: int, s2: float, n2: int, z: float
+) -> tuple[float, float]:
+    """Newcombe hybrid score interval for p1 - p2 (fractions) at normal quantile z."""
+    p1, p2 = s1 / n1, s2 / n2
+    l1, u1 = wilson_bounds(s1, n1, z)
+    l2, u2 = wilson_bounds(s2, n2, z)
+    diff = p1 - p2
+    return (diff - math.hypot(p1 - l1, u2 - p2), diff + math.hypot(u1 - p1, p2 - l2))
+
+
+def p_worse_than_rate(successes: float, n: int, p0: float) -> float:
+    """One-sided score-test p-value of H0: rate >= p0 against H1: rate < p0 (p0 a fraction).
+
+    Rejecting at alpha is the same as the one-sided Wilson upper bound (z = z_{1-alpha}) < p0.
+    """
+    if n <= 0 or p0 <= 0:
+        return 1.0
+    p = successes / n
+    if p >= p0:
+        return 1.0
+    if p0 >= 1:
+        return 0.0
+    z = (p0 - p) / math.sqrt(p0 * (1 - p0) / n)
+    return 1 - NormalDist().cdf(z)
+
+
+def p_worse_than_run(s1: float, n1: int, s2: float, n2: int, margin: float = 0.0) -> float:
+    """One-sided p-value of H0: p1 - p2 >= -margin against H1: p1 - p2 < -margin.
+
+    Inverts the Newcombe interval: the p-value is 1 - Phi(z*) where z* makes the upper bound of
+    p1 - p2 equal -margin. Returns 1.0 when the observed difference is not below -margin.
+    """
+    if n1 <= 0 or n2 <= 0 or s1 / n1 - s2 / n2 >= -margin:
+        return 1.0
+    low, high = 0.0, 40.0
+    if newcombe_interval(s1, n1, s2, n2, high)[1] < -margin:
+        return 1 - NormalDist().cdf(high)
+    for _ in range(80):  # the upper bound grows with z: bisect for the crossing
+        mid = (low + high) / 2
+        if newcombe_interval(s1, n1, s2, n2, mid)[1] < -margin:
+            low = mid
+        else:
+            high = mid
+    return 1 - NormalDist().cdf((low + high) / 2)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (family-wise error control), in input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def bootstrap_means(
+    strata: Sequence[Sequence[float]], replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = BOOTSTRAP_SEED,
+) -> np.ndarray:
+    """(replicates, len(strata)) resampled means: each stratum resampled with replacement."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    out = np.empty((replicates, len(strata)))
+    for column, values in enumerate(strata):
+        data = np.asarray(values, dtype=np.float64)
+        if data.size == 0:
+            out[:, column] = np.nan
+            continue
+        draws = rng.integers(0, data.size, size=(replicates, data.size))
+        out[:, column] = data[draws].mean(axis=1)
+    return out
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def p_bootstrap_below(samples: np.ndarray, threshold: float) -> float:
+    """Bootstrap p-value of H0: statistic >= threshold (share of replicates at or above it)."""
+    return float((1 + np.sum(samples >= threshold)) / (1 + samples.size))
+
+
+def chain_counts(completed: Iterable[int], length: int) -> list[int]:
+    """How many sequences completed at least k subtasks in a row, for k = 1..length."""
+    values = list(completed)
+    return [sum(1 for c in values if c >= k) for k in range(1, length + 1)]
+
+
+def average_length(completed: Sequence[int]) -> float:
+    """CALVIN average length: mean number of subtasks completed in a row."""
+    return sum(completed) / len(completed) if completed else float("nan")
+
+
+def mean_of_group_means(
+    values: Mapping[str, float], groups: Sequence[Sequence[str]],
+    weights: Mapping[str, float] | None = None,
+) -> float:
+    """Mean over groups of each group's pooled value: its members' values weighted by their trial
+    counts (equal weights without counts), e.g. the drawer task of SimplerEnv Google Robot."""
+    w = weights or {}
+    pooled = [sum(values[m] * w.get(m, 1.0) for m in g) / sum(w.get(m, 1.0) for m in g) for g in groups]
+    return sum(pooled) / len(pooled)
+
+
+# -- measurement of recorded episodes -------------------------------------------------------------
+@dataclass(frozen=True)
+class Rate:
+    """A success rate over independent trials (successes may be fractional, see repeats)."""
+
+    successes: float
+    n: int
+
+    @property
+    def value(self) -> float | None:
+        """Percent, or None without trials."""
+        return 100 * self.successes / self.n if self.n else None
+
+    def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+        if not self.n:
+            return None
+        low, high = wilson_interval(self.successes, self.n, confidence)
+        return 100 * low, 100 * high
+
+
+@dataclass
+class TaskStats:
+    """One task (or CALVIN subtask): its independent trials and what was excluded."""
+
+    key: str  # task id as text, or the subtask name for chain suites
+    name: str
+    units: list[float] = field(default_factory=list)
+    episodes: int = 0  # ok records, repeats included
+    errors: int = 0
+    inconsistent_repeats: int = 0
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(sum(self.units), len(self.units))
+
+
+@dataclass
+class ChainStats:
+    """Per-sequence completed-subtask counts of a chained suite (CALVIN), keyed by record key."""
+
+    length: int
+    completed: dict[str, int] = field(default_factory=dict)
+
+    def rates(self, keys: Iterable[str] | None = None) -> list[Rate]:
+        values = self._values(keys)
+        return [Rate(c, len(values)) for c in chain_counts(values, self.length)]
+
+    def average_length(self, keys: Iterable[str] | None = None) -> float:
+        return average_length(self._values(keys))
+
+    def _values(self, keys: Iterable[str] | None) -> list[int]:
+        if keys is None:
+            return list(self.completed.values())
+        return [self.completed[k] for k in keys if k in self.completed]
+
+
+@dataclass
+class SuiteStats:
+    """Everything measured about one suite of one run (or of pooled runs)."""
+
+    name: str
+    benchmark: str
+    tasks: dict[str, TaskStats]
+    episodes: int  # ok records
+    errors: int
+    full: int | None  # episodes of the full protocol (report.full_count)
+    requested: int | None  # what the run asked for (manifest expected_episodes)
+    chain: ChainStats | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # mean seconds per recorded episode
+    error_samples: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def units(self) -> list[float]:
+        return [u for t in self.tasks.values() for u in t.units] if self.chain is None else [
+            float(c == self.chain.length) for c in self.chain.completed.values()
+        ]
+
+    @property
+    def rate(self) -> Rate:
+        """Pooled success over independent trials (chain suites: whole chains completed)."""
+        units = self.units
+        return Rate(sum(units), len(units))
+
+    def pooled(self, task_keys: Iterable[str]) -> Rate:
+        chosen = [self.tasks[k] for k in task_keys if k in self.tasks]
+        return Rate(sum(sum(t.units) for t in chosen), sum(len(t.units) for t in chosen))
+
+    @property
+    def coverage(self) -> float | None:
+        return self.episodes / self.full if self.full else None
+
+    @property
+    def partial(self) -> bool:
+        return any(target is not None and self.episodes < target
+                   for target in (self.full, self.requested))
+
+    @property
+    def status(self) -> str:
+        """'complete', or 'partial: 20/500 episodes (4.0% of the protocol)'."""
+        if not self.partial:
+            return "complete"
+        target = self.full if self.full is not None else self.requested
+        text = f"partial: {self.episodes}/{target} ok episodes"
+        if self.coverage is not None:
+            text += f" ({100 * self.coverage:.1f}% of the protocol)"
+        if self.requested is not None and self.requested != target:
+            text += f"; the run asked for {self.requested}"
+        return text
+
+    @property
+    def inconsistent_repeats(self) -> int:
+        return sum(t.inconsistent_repeats for t in self.tasks.values())
+
+
+def _record_ok(record: Mapping[str, Any]) -> bool:
+    return record.get("status", "ok") != "error"
+
+
+def _unit_groups(records: Iterable[Mapping[str, Any]]) -> dict[str, list[bool]]:
+    """Independent-trial groups: a record and its deterministic repeats (metrics.repeat_of)."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for record in records:
+        metrics = record.get("metrics") or {}
+        groups[str(metrics.get("repeat_of") or record.get("key"))].append(bool(record.get("success")))
+    return groups
+
+
+def _task_key(record: Mapping[str, Any]) -> str:
+    if record.get("task_id") is not None:
+        return str(record["task_id"])
+    key = str(record.get("key", ""))
+    parts = key.split("/")
+    return parts[1] if len(parts) >= 3 else str(record.get("task_name", "?"))
+
+
+def _task_order(key: str) -> tuple[int, Any]:
+    return (0, int(key)) if key.lstrip("-").isdigit() else (1, key)
+
+
+def measure_suite(
+    name: str, records: Sequence[Mapping[str, Any]], *, full: int | None = None,
+    requested: int | None = None, chain_length: int | None = None, benchmark: str = "",
+) -> SuiteStats:
+    """Measure one suite from its episode records (any order; duplicates should be removed first)."""
+    ok = [r for r in records if _record_ok(r)]
+    failed = [r for r in records if not _record_ok(r)]
+    benchmark = benchmark or next((str(r["benchmark"]) for r in records if r.get("benchmark")), "")
+    stats = SuiteStats(name, benchmark, {}, len(ok), len(failed), full, requested,
+                       timings=_mean_timings(records),
+                       error_samples=[(str(r.get("key")), str(r.get("error") or "")) for r in failed])
+    if chain_length is not None:
+        stats.chain = ChainStats(chain_length, {
+            str(r.get("key")): int((r.get("metrics") or {}).get("completed", 0)) for r in ok
+        })
+        stats.tasks = _subtask_stats(ok, chain_length)
+        return stats
+    by_task: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_task[_task_key(record)].append(record)
+    for key in sorted(by_task, key=_task_order):
+        task_records = by_task[key]
+        task_ok = [r for r in task_records if _record_ok(r)]
+        task = TaskStats(key, str(task_records[0].get("task_name") or key),
+                         episodes=len(task_ok), errors=len(task_records) - len(task_ok))
+        for outcomes in _unit_groups(task_ok).values():
+            value = sum(outcomes) / len(outcomes)
+            task.units.append(value)
+            task.inconsistent_repeats += 0 < value < 1 and len(outcomes) > 1
+        stats.tasks[key] = task
+    return stats
+
+
+def _subtask_stats(records: Sequence[Mapping[str, Any]], length: int) -> dict[str, TaskStats]:
+    """CALVIN per-subtask success among the sequences that attempted it."""
+    tasks: dict[str, TaskStats] = {}
+    for record in records:
+        metrics = record.get("metrics") or {}
+        completed = int(metrics.get("completed", 0))
+        subtasks = list(metrics.get("subtasks") or [])[:length]
+        for position, subtask in enumerate(subtasks[: completed + 1]):
+            task = tasks.setdefault(str(subtask), TaskStats(str(subtask), str(subtask)))
+            task.units.append(float(position < completed))
+            task.episodes += 1
+    return {k: tasks[k] for k in sorted(tasks)}
+
+
+def _mean_timings(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        for key, value in (record.get("timings") or {}).items():
+            if isinstance(value, (int, float)):
+                sums[key] += float(value)
+                counts[key] += 1
+    return {k: sums[k] / counts[k] for k in sums}
+
+
+# -- aggregation rules ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AggregateRule:
+    """One entry of checkpoints.yaml `aggregates:` (validated by report.load_aggregates)."""
+
+    key: str  # reported-number key: an aggregate ("libero") or a suite ("simpler_google_vm")
+    name: str  # entry name ("average"; for chain_success only a label)
+    rule: str
+    suites: tuple[str, ...]
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # task groups (mean_of_task_groups)
+    length: int = 5  # chain_success
+    source: str = ""
+
+    def metrics(self) -> tuple[str, ...]:
+        """Names of the metrics the rule produces (as checkpoints.yaml `reported` spells them)."""
+        if self.rule == "chain_success":
+            return (*(f"chain_{k}" for k in range(1, self.length + 1)), "avg_len")
+        return (self.name,)
+
+
+@dataclass
+class Estimate:
+    """One measured number with its interval (an aggregate, a CALVIN chain rate, a suite rate...).
+
+    value None when a member is missing. Percent, except avg_len (tasks)."""
+
+    key: str
+    metric: str
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    method: str = "bootstrap"
+    n: int = 0
+    partial: bool = False
+    note: str = ""
+    rate: Rate | None = None  # chain_k metrics: the underlying proportion
+    samples: np.ndarray | None = field(default=None, repr=False)  # bootstrap replicates
+
+
+def _tasks_by_name(suite: SuiteStats) -> dict[str, TaskStats]:
+    return {t.name: t for t in suite.tasks.values()}
+
+
+def measure_aggregate(
+    rule: AggregateRule, suites: Mapping[str, SuiteStats], *, confidence: float = CONFIDENCE,
+    replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED,
+) -> list[Estimate]:
+    """Apply one rule to measured suites; [] when none of its suites was measured."""
+    present = [s for s in rule.suites if s in suites]
+    if not present:
+        return []
+    missing = [s for s in rule.suites if s not in suites]
+    partial = bool(missing) or any(suites[s].partial for s in present)
+    if rule.rule == "chain_success":
+        return _measure_chain(rule, suites[present[0]], confidence, replicates, seed)
+    if missing:
+        return [Estimate(rule.key, rule.name, None, partial=True,
+                               note=f"missing suite(s): {', '.join(missing)}")]
+    if rule.rule == "mean_of_suites":
+        strata = [suites[s].units for s in rule.suites]
+        groups: list[list[int]] = [[i] for i in range(len(strata))]
+    else:
+        by_name = _tasks_by_name(suites[rule.suites[0]])
+        names = [m for _, members in rule.groups for m in members]
+        absent = [m for m in names if m not in by_name or not by_name[m].units]
+        if absent:
+            return [Estimate(rule.key, rule.name, None, partial=True,
+                                   note=f"no trials for task(s): {', '.join(absent)}")]
+        strata = [by_name[m].units for m in names]
+        index = {m: i for i, m in enumerate(names)}
+        groups = [[index[m] for m in members] for _, members in rule.groups]
+    if any(not s for s in strata):
+        return [Estimate(rule.key, rule.name, None, partial=True, note="a member has no trials")]
+    sizes = np.array([len(s) for s in strata], dtype=np.float64)
+    means = np.array([[float(np.mean(s)) for s in strata]])
+    value = float(_group_average(means, groups, sizes)[0])
+    samples = _group_average(bootstrap_means(strata, replicates, seed), groups, sizes)
+    low, high = percentile_interval(samples, confidence)
+    notes = [f"partial member(s): {', '.join(s for s in present if suites[s].partial)}"] if partial else []
+    return [Estimate(rule.key, rule.name, 100 * value, 100 * low, 100 * high, "bootstrap",
+                           sum(len(s) for s in strata), partial, "; ".join(notes), samples=100 * samples)]
+
+
+def _group_average(means: np.ndarray, groups: Sequence[Sequence[int]], sizes: np.ndarray) -> np.ndarray:
+    """Mean over groups of each group's pooled rate (members weighted by their trial counts)."""
+    pooled = [(means[:, g] * sizes[g]).sum(axis=1) / sizes[g].sum() for g in groups]
+    return np.mean(pooled, axis=0)
+
+
+def _measure_chain(
+    rule: AggregateRule, suite: SuiteStats, confidence: float, replicates: int, seed: int
+) -> list[Estimate]:
+    chain = suite.chain
+    if chain is None or not chain.completed:
+        return [Estimate(rule.key, m, None, partial=True, note="no chain records")
+                for m in rule.metrics()]
+    out = []
+    for k, rate in enumerate(chain.rates(), start=1):
+        low, high = rate.interval(confidence) or (None, None)
+        out.append(Estimate(rule.key, f"chain_{k}", rate.value, low, high, "wilson", rate.n,
+                                  suite.partial, rate=rate))
+    values = list(chain.completed.values())
+    samples = bootstrap_means([values], replicates, seed)[:, 0]
+    low, high = percentile_interval(samples, confidence)
+    out.append(Estimate(rule.key, "avg_len", average_length(values), low, high, "bootstrap",
+                              len(values), suite.partial, samples=samples))
+    return out
+
+
+def rate_estimate(key: str, metric: str, rate: Rate, partial: bool = False, note: str = "") -> Estimate:
+    """A proportion as an Estimate with its Wilson interval."""
+    low, high = rate.interval() or (None, None)
+    return Estimate(key, metric, rate.value, low, high, "wilson", rate.n, partial, note, rate=rate)

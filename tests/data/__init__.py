@@ -1,0 +1,1 @@
+"""Recorded episode fixtures (runs/) and builders of synthetic runs with known answers."""

@@ -1,0 +1,112 @@
+"""The regression gate: fails on a real regression (naming it), passes otherwise, refuses
+incomparable protocols (exit 2), compares with the reported numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from mibot_eval.cli import main
+from mibot_eval.results.gate import check_regression
+from tests.data.fixtures import libero_run, official, synthetic, task_records, write_run
+
+TEN = [20] * 10
+
+
+def _check(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["check", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_gate_fails_and_names_the_regressed_task(tmp_path, capsys) -> None:
+    base = libero_run(tmp_path, "base", {"libero_spatial": TEN}, episodes=20)
+    worse = TEN.copy()
+    worse[3] = 5
+    cand = libero_run(tmp_path, "cand", {"libero_spatial": worse}, episodes=20)
+    code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", str(base))
+    assert code == 1
+    assert ("RESULT: FAIL, 2 regression(s): libero_spatial task 3 (task_3) (-75.0 pp); "
+            "libero_spatial success (-7.5 pp)") in out
+    regressed = [line for line in out.splitlines() if line.startswith("| REGRESSED")]
+    assert len(regressed) == 2
+    assert "| libero_spatial | 3 (task_3) | 25.0 | 100.0 | -75.0 | 20 | 20 |" in regressed[1]
+    assert "| libero_spatial | success | 92.5 | 100.0 | -7.5 | 200 | 200 |" in regressed[0]
+    # the same drop is tolerated with a large enough --max-drop
+    code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", str(base), "--max-drop", "80")
+    assert code == 0 and "RESULT: PASS" in out
+
+
+def test_gate_passes_on_noise(tmp_path, capsys) -> None:
+    before = [19, 18, 20, 20, 19, 18, 20, 19, 20, 19]
+    base = libero_run(tmp_path, "base", {"libero_spatial": before, "libero_goal": TEN}, episodes=20)
+    noisy = {"libero_spatial": [20, 17, 19, 20, 18, 18, 20, 18, 20, 20], "libero_goal": TEN}
+    cand = libero_run(tmp_path, "cand", noisy, episodes=20)
+    code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", str(base))
+    assert code == 0 and "RESULT: PASS" in out
+    assert "Holm-adjusted over 22 comparisons" in out  # 20 tasks + 2 suites
+    result = check_regression(cand, base, correction="none")
+    suite = next(c for c in result.checks if c.suite == "libero_spatial" and c.scope == "suite")
+    assert suite.candidate == pytest.approx(95.0) and suite.baseline == pytest.approx(96.0)
+    assert suite.n_candidate == 200 and suite.p_value > 0.05 and not suite.regressed
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"max_steps": 100}, "max_steps 100 vs 220"),
+    ({"episodes": 10}, "episodes per task 10 vs 20"),
+])
+def test_gate_refuses_a_protocol_mismatch(tmp_path, capsys, change, message) -> None:
+    base = libero_run(tmp_path, "base", {"libero_spatial": TEN}, episodes=20)
+    episodes = change.pop("episodes", 20)
+    cand = libero_run(tmp_path, "cand", {"libero_spatial": [min(k, episodes) for k in TEN]},
+                      episodes=episodes, **change)
+    code, out, err = _check(capsys, "--candidate", str(cand), "--baseline", str(base))
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("mibot-eval: error: protocol mismatch") and message in line
+
+
+def test_gate_refuses_another_execution_mode(tmp_path, capsys) -> None:
+    protocol = synthetic("simpler_widowx", "simpler", 4, 24, 60)
+    records = task_records("simpler_widowx", 0, 10, 24, benchmark="simpler")
+    base = write_run(tmp_path, "base", "ckpt", {"simpler_widowx": protocol}, records)
+    cand = write_run(tmp_path, "cand", "ckpt", {"simpler_widowx": protocol}, records,
+                     execution={"mode": "async", "replan_steps": 4, "delay_steps": 2})
+    code, _, err = _check(capsys, "--candidate", str(cand), "--baseline", str(base))
+    assert code == 2 and "execution async,delay_steps=2,replan_steps=4 vs sync,replan_steps=10" in err
+
+
+FULL = {"libero_spatial": [50] * 4 + [49] * 6, "libero_object": [50] * 10,
+        "libero_goal": [50] * 4 + [49] * 6, "libero_10": [50] * 2 + [49] * 2 + [48] * 6}
+
+
+def test_gate_against_reported_numbers(tmp_path, capsys) -> None:
+    good = libero_run(tmp_path, "good", FULL)
+    code, out, _ = _check(capsys, "--candidate", str(good), "--baseline", "reported")
+    assert code == 0 and "reported numbers of Xiaomi-Robotics-0-LIBERO" in out
+    assert "| ok | libero | average | 98.7 | 98.7 |" in out
+    bad = libero_run(tmp_path, "bad", {**FULL, "libero_spatial": [40] * 10})
+    code, out, _ = _check(capsys, "--candidate", str(bad), "--baseline", "reported")
+    assert code == 1
+    assert "| REGRESSED | libero_spatial | success | 80.0 | 98.8 | -18.8 | 500 |" in out
+    assert "RESULT: FAIL, 2 regression(s): libero_spatial success (-18.8 pp); libero average (-4.7 pp)" in out
+
+
+def test_gate_against_reported_refuses_a_non_official_protocol(tmp_path, capsys) -> None:
+    short = libero_run(tmp_path, "short", {"libero_spatial": [5] * 10}, episodes=5, max_steps=25)
+    code, _, err = _check(capsys, "--candidate", str(short), "--baseline", "reported")
+    assert code == 2 and "is not the official" in err and "max_steps 25 vs 220" in err
+
+
+def test_widowx_repeats_are_not_144_trials(tmp_path, capsys) -> None:
+    """12/24 unique carrot episodes (x6 repeats) vs the reported 62.5%: not significant with 24
+    independent trials (it would be with 144)."""
+    names = ["put_carrot_on_plate", "put_eggplant_in_basket", "put_spoon_on_towel",
+             "stack_green_on_yellow"]
+    records = [r for i, (name, k) in enumerate(zip(names, (12, 20, 23, 18), strict=True))
+               for r in task_records("simpler_widowx", i, k, 24, task_name=name, repeats=6,
+                                     benchmark="simpler")]
+    run = write_run(tmp_path, "widowx", "Xiaomi-Robotics-0-SimplerEnv-WidowX",
+                    {"simpler_widowx": official("simpler_widowx")}, records)
+    code, out, _ = _check(capsys, "--candidate", str(run), "--baseline", "reported")
+    assert code == 0, out
+    assert "| ok | simpler_widowx | put_carrot_on_plate | 50.0 | 62.5 | -12.5 | 24 |" in out

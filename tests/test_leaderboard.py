@@ -1,0 +1,168 @@
+"""Leaderboard rebuilt from recorded episodes: rows, idempotence, markdown, PNG, and the HTML page as
+headless Chromium renders it."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from mibot_eval.cli import main
+from mibot_eval.results.leaderboard import LEADERBOARD_COLUMNS, rebuild
+from mibot_eval.results.report import report_run
+from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, task_records, write_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture()
+def results(tmp_path) -> Path:
+    """Three runs: full LIBERO, the recorded partial LIBERO run, a WidowX run with repeats."""
+    root = tmp_path / "results"
+    counts = {"libero_spatial": [50] * 4 + [49] * 6, "libero_object": [50] * 10,
+              "libero_goal": [50] * 4 + [49] * 6, "libero_10": [50] * 2 + [49] * 2 + [48] * 6}
+    libero_run(root, "libero_full", counts)
+    copy_recorded("libero_partial", root)
+    names = ["put_carrot_on_plate", "put_eggplant_in_basket", "put_spoon_on_towel",
+             "stack_green_on_yellow"]
+    records = [r for i, (name, k) in enumerate(zip(names, (15, 20, 23, 18), strict=True))
+               for r in task_records("simpler_widowx", i, k, 24, task_name=name, repeats=6,
+                                     benchmark="simpler")]
+    write_run(root, "widowx", "Xiaomi-Robotics-0-SimplerEnv-WidowX",
+              {"simpler_widowx": official("simpler_widowx")}, records,
+              checkpoint_id="beef")
+    completed = [1] * 17 + [2] * 23 + [3] * 34 + [4] * 45 + [5] * 881
+    write_run(root, "calvin", "Xiaomi-Robotics-0-Calvin-ABC_D",
+              {"calvin_abc_d": official("calvin_abc_d")},
+              chain_records("calvin_abc_d", completed), checkpoint_id="cafe")
+    return root
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        assert tuple(reader.fieldnames or ()) == LEADERBOARD_COLUMNS
+        return list(reader)
+
+
+def test_rebuild_rows_and_idempotence(results) -> None:
+    rows, markdown = rebuild(results)
+    board = results / "leaderboard.csv"
+    first = board.read_bytes()
+    rebuild(results)
+    assert board.read_bytes() == first
+    by = {(r["checkpoint_id"], r["suite"]): r for r in _rows(board)}
+    full = by[("c0ffee", "libero")]
+    assert full["kind"] == "aggregate" and full["value"] == "98.7" and full["partial"] == "false"
+    assert full["reported"] == "98.7" and full["reported_in_ci"] == "true" and full["expected"] == "2000"
+    widowx = by[("beef", "simpler_widowx")]
+    assert widowx["metric"] == "average" and round(float(widowx["value"]), 1) == 79.2
+    assert widowx["episodes"] == "576" and widowx["n"] == "96" and widowx["partial"] == "false"
+    calvin = by[("cafe", "calvin_abc_d")]
+    assert calvin["metric"] == "avg_len" and calvin["value"] == "4.75" and "chain_5=88.1" in calvin["details"]
+    # the partial run pools with the full run (same checkpoint, suite, protocol): the later
+    # record of a trial both recorded wins; one row per (checkpoint, suite, protocol)
+    spatial = [r for r in _rows(board) if r["suite"] == "libero_spatial"]
+    assert len(spatial) == 1 and spatial[0]["runs"] == "libero_full;libero_partial"
+    # (the partial run's two errored trials were recorded ok by the full run: ok beats error)
+    assert (spatial[0]["value"], spatial[0]["episodes"], spatial[0]["errors"]) == ("98.8", "500", "0")
+    assert "| Xiaomi-Robotics-0-LIBERO | libero | average | 98.7 |" in markdown
+    assert len(rows) == 7
+
+
+def test_report_then_rebuild_agree_and_never_duplicate(results) -> None:
+    board = results / "leaderboard.csv"
+    for _ in range(2):
+        for run in ("libero_partial", "libero_full", "widowx", "calvin"):
+            report_run(results / run, leaderboard_csv=board)
+    after_reports = board.read_text()
+    rebuild(results)
+    assert board.read_text() == after_reports
+    keys = [tuple(r[c] for c in ("checkpoint", "checkpoint_id", "suite", "kind", "protocol", "execution"))
+            for r in _rows(board)]
+    assert len(keys) == len(set(keys)) == 7
+
+
+def test_cli_leaderboard_writes_markdown_and_png(results, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["leaderboard", str(results), "-o", str(out / "lb.csv"), "--markdown",
+                 str(out / "lb.md"), "--png", str(out / "lb.png")])
+    assert code == 0
+    assert "| checkpoint | suite |" in capsys.readouterr().out
+    assert (out / "lb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "lb.md").read_text().startswith("| checkpoint |")
+    assert len(_rows(out / "lb.csv")) == 7
+
+
+class _Cells(HTMLParser):
+    """Text of the leaderboard table cells, by row, as rendered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self.images: list[dict[str, str]] = []
+        self._in_board = False
+        self._col: str | None = None
+
+    def handle_starttag(self, tag, attrs) -> None:
+        attributes = dict(attrs)
+        if tag == "table" and attributes.get("id") == "leaderboard":
+            self._in_board = True
+        elif self._in_board and tag == "tr":
+            self.rows.append({})
+        elif self._in_board and tag == "td":
+            self._col = attributes.get("data-col")
+            self.rows[-1][self._col or "?"] = ""
+        elif tag == "img":
+            self.images.append({k: v or "" for k, v in attributes.items()})
+
+    def handle_endtag(self, tag) -> None:
+        if tag == "table":
+            self._in_board = False
+        if tag == "td":
+            self._col = None
+
+    def handle_data(self, data) -> None:
+        if self._col is not None:
+            self.rows[-1][self._col] += data
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_html_leaderboard_renders_offline_in_headless_chromium(results, tmp_path) -> None:
+    site = tmp_path / "site"
+    assert main(["leaderboard", str(results), "--html", str(site)]) == 0
+    page = site / "index.html"
+    html = page.read_text()
+    # self-contained: nothing to fetch (no external src/href/url(), no scripts)
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", html)
+    assert "url(" not in html and "<script" not in html and "<link" not in html
+    # what a reader sees: render it, with a probe that records whether each image decoded
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", "<script>addEventListener('load',()=>{for(const i of "
+                                  "document.images){i.setAttribute('data-w',i.naturalWidth)}})"
+                                  "</script></body>"))
+    dom = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=60,
+    ).stdout
+    parser = _Cells()
+    parser.feed(dom)
+    rows = {(r["checkpoint"], r["suite"]): r for r in parser.rows if r}
+    libero = rows[("Xiaomi-Robotics-0-LIBERO", "libero")]
+    assert libero["value"] == "98.7" and libero["reported"] == "98.7" and libero["inside"] == "yes"
+    widowx = rows[("Xiaomi-Robotics-0-SimplerEnv-WidowX", "simpler_widowx")]
+    assert widowx["value"] == "79.2" and widowx["n"] == "96"
+    assert rows[("Xiaomi-Robotics-0-Calvin-ABC_D", "calvin_abc_d")]["value"] == "4.75"
+    spatial = rows[("Xiaomi-Robotics-0-LIBERO", "libero_spatial")]
+    assert spatial["value"] == "98.8" and spatial["ci"].startswith("[")
+    assert parser.images and all(int(i.get("data-w", "0")) > 100 for i in parser.images)
+    # each run's manifest is on the page
+    for run in ("libero_full", "libero_partial", "widowx", "calvin"):
+        assert f'id="run-{run}"' in dom
+    assert "&quot;git_commit&quot;: &quot;abc123&quot;" in dom or '"git_commit": "abc123"' in dom

@@ -1,0 +1,118 @@
+"""The report of a recorded run: tables, partial marking, errors apart, reported comparison, files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from mibot_eval.errors import UserError
+from mibot_eval.results.report import (
+    compare_reported,
+    execution_label,
+    full_count,
+    load_aggregates,
+    load_run,
+    report_run,
+)
+from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def partial_run(tmp_path) -> Path:
+    """The recorded fixture: libero_spatial tasks 0-1, 10 episodes each; task 1 has 2 errors."""
+    return copy_recorded("libero_partial", tmp_path / "results")
+
+
+def test_report_of_a_partial_run_with_errors(partial_run) -> None:
+    text = report_run(partial_run, leaderboard_csv=None)
+    assert "| 0 | pick_up_the_black_bowl_on_the_plate | 70.0 | [39.7, 89.2] | 7 / 10 | 0 |" in text
+    assert "| 1 | pick_up_the_black_bowl_next_to_the_ramekin | 62.5 | [30.6, 86.3] | 5 / 8 | 2 |" in text
+    # suite: 12 of 18 ok episodes; the 2 errors are counted apart, not as failures
+    assert "| libero_spatial | 66.7 | [43.7, 83.7] | 12 / 18 | 18 | 2 | 3.6% |" in text
+    assert "status: **PARTIAL**" in text and "partial: 18/500 ok episodes (3.6% of the protocol)" in text
+    assert "2 episode(s) ended with an error" in text and "libero_spatial/1/8" in text
+    # the LIBERO average is never averaged over a subset of its suites
+    assert "| libero | average | – |" in text and "missing suite(s): libero_object" in text
+    assert "| libero_spatial | success | 98.8 | 66.7 | -32.1 | [43.7, 83.7] | **no** | partial" in text
+    assert "| libero_spatial | 20 | 2.00 | 0.50 | 1.00 | 0.25 | 0.25 |" in text  # seconds per episode
+    assert (partial_run / "report.md").read_text() == text
+    rows = list(csv.DictReader((partial_run / "report.csv").open()))
+    suite_row = next(r for r in rows if r["scope"] == "suite")
+    assert suite_row["value"] == "66.67" and suite_row["errors"] == "2" and suite_row["partial"] == "true"
+    assert suite_row["reported"] == "98.8" and suite_row["reported_in_ci"] == "false"
+    assert [r["task"] for r in rows if r["scope"] == "task"] == ["0", "1"]
+
+
+def test_report_updates_leaderboard_idempotently(partial_run) -> None:
+    board = partial_run.parent / "leaderboard.csv"
+    report_run(partial_run, leaderboard_csv=board)
+    first = board.read_text()
+    report_run(partial_run, leaderboard_csv=board)
+    assert board.read_text() == first
+    rows = list(csv.DictReader(board.open()))
+    # one row for its suite; no LIBERO aggregate row from a run missing three of the four suites
+    assert [(r["suite"], r["kind"], r["partial"]) for r in rows] == [("libero_spatial", "suite", "true")]
+
+
+def test_full_libero_run_matches_reported_average(tmp_path) -> None:
+    counts = {"libero_spatial": [50] * 4 + [49] * 6, "libero_object": [50] * 10,
+              "libero_goal": [50] * 4 + [49] * 6, "libero_10": [50] * 2 + [49] * 2 + [48] * 6}
+    run_dir = libero_run(tmp_path, "full", counts)
+    summary = load_run(run_dir)
+    assert not any(s.partial for s in summary.suites.values())
+    by_metric = {(c.key, c.metric): c for c in compare_reported(summary)}
+    assert round(by_metric[("libero_spatial", "success")].measured.value, 1) == 98.8
+    assert round(by_metric[("libero_10", "success")].measured.value, 1) == 97.2
+    average = by_metric[("libero", "average")]
+    assert round(average.measured.value, 1) == 98.7 and average.inside
+    assert average.measured.method == "bootstrap" and not average.measured.partial
+    text = report_run(run_dir, leaderboard_csv=None)
+    assert "status: complete" in text and "| libero | average | 98.7 |" in text
+
+
+def test_calvin_report_against_reported(tmp_path) -> None:
+    completed = [1] * 17 + [2] * 23 + [3] * 34 + [4] * 45 + [5] * 881
+    run_dir = write_run(tmp_path, "calvin", "Xiaomi-Robotics-0-Calvin-ABC_D",
+                        {"calvin_abc_d": official("calvin_abc_d")},
+                        chain_records("calvin_abc_d", completed))
+    text = report_run(run_dir, leaderboard_csv=None)
+    for metric, value in [("chain_1", "100.0"), ("chain_5", "88.1"), ("avg_len", "4.75")]:
+        delta = "0.00" if metric == "avg_len" else "0.0"
+        assert f"| calvin_abc_d | {metric} | {value} | {value} | {delta} | [" in text
+    assert "### calvin_abc_d (subtask success among attempts)" in text
+
+
+def test_aggregates_schema_errors_are_one_line(tmp_path) -> None:
+    path = tmp_path / "checkpoints.yaml"
+    base = (ROOT / "checkpoints.yaml").read_text()
+    path.write_text(base.replace("rule: mean_of_suites", "rule: median_of_suites"))
+    with pytest.raises(UserError, match=r"aggregates\.libero\.average: unknown rule 'median_of_suites'"):
+        load_aggregates(path)
+    path.write_text(base.replace("groups: {drawer: [open_drawer, close_drawer]}",
+                                 "groups: {drawer: [open_drawer, shut_drawer]}", 1))
+    with pytest.raises(UserError, match="member 'shut_drawer' must be listed once in 'tasks'"):
+        load_aggregates(path)
+    path.write_text("aggregates:\n  libero:\n    average: {rule: mean_of_suites, suites: [a]}\n")
+    with pytest.raises(UserError, match="missing 'source'"):
+        load_aggregates(path)
+
+
+def test_not_a_run_folder(tmp_path) -> None:
+    with pytest.raises(UserError, match="not a run folder"):
+        load_run(tmp_path)
+
+
+def test_full_protocol_counts_and_execution_identity() -> None:
+    assert full_count(official("libero_spatial")["protocol"]) == 500
+    assert full_count(official("simpler_google_vm")["protocol"]) == 864  # 300+240+108+108+108
+    assert full_count(official("simpler_widowx")["protocol"]) == 576  # 24 unique x 6 repeats x 4
+    assert full_count(official("calvin_abc_d")["protocol"]) == 1000
+    assert full_count(None) is None
+    sync = {"mode": "sync", "replan_steps": 10, "delay_steps": 0, "prefix_supported": True}
+    assert execution_label(sync) == "sync,replan_steps=10"
+    assert execution_label({"mode": "async", "replan_steps": 4, "delay_steps": 2}) == (
+        "async,delay_steps=2,replan_steps=4")

@@ -1,0 +1,147 @@
+"""Known answers: Wilson bounds, Newcombe, one-sided tests, Holm, release aggregates, CALVIN chains,
+WidowX repeats, errors excluded, deterministic bootstrap."""
+
+from __future__ import annotations
+
+import pytest
+
+from mibot_eval.results.report import load_aggregates, measure
+from mibot_eval.results.stats import (
+    Rate,
+    bootstrap_means,
+    chain_counts,
+    holm,
+    mean_of_group_means,
+    measure_suite,
+    newcombe_interval,
+    p_bootstrap_below,
+    p_worse_than_rate,
+    p_worse_than_run,
+    wilson_interval,
+    z_one_sided,
+    z_two_sided,
+)
+from tests.data.fixtures import chain_records, task_records
+
+RULES = {(r.key, r.name): r for r in load_aggregates()}
+
+
+def test_wilson_known_bounds() -> None:
+    assert wilson_interval(7, 10) == pytest.approx((0.3968, 0.8922), abs=1e-4)
+    assert wilson_interval(0, 5) == (0.0, pytest.approx(0.4345, abs=1e-4))
+    assert wilson_interval(5, 5) == (pytest.approx(0.5655, abs=1e-4), 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert Rate(7, 10).interval() == pytest.approx((39.68, 89.22), abs=1e-2)
+    assert Rate(0, 0).value is None and Rate(0, 0).interval() is None
+
+
+def test_newcombe_known_interval_and_test_inversion() -> None:
+    # Newcombe (1998), example (a): 56/70 - 48/80 -> 0.0524 to 0.3339 (hybrid score method)
+    assert newcombe_interval(56, 70, 48, 80, z_two_sided()) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    p = p_worse_than_run(10, 20, 18, 20, margin=0.05)
+    assert newcombe_interval(10, 20, 18, 20, z_one_sided(p))[1] == pytest.approx(-0.05, abs=1e-9)
+    assert p_worse_than_run(18, 20, 10, 20) == 1.0  # better is never a regression
+    assert p_worse_than_run(17, 20, 18, 20, margin=0.10) == 1.0  # drop within the tolerance
+
+
+def test_one_sided_rate_test_matches_wilson_upper_bound() -> None:
+    p = p_worse_than_rate(40, 50, 0.9)
+    high = wilson_interval(40, 50, confidence=1 - 2 * p)[1]
+    assert high == pytest.approx(0.9, abs=1e-9)
+    assert p_worse_than_rate(50, 50, 0.988) == 1.0
+    assert p_worse_than_rate(49, 50, 1.0) == 0.0  # any failure contradicts a 100% claim
+
+
+def test_holm() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([]) == []
+
+
+def test_release_averages_from_reported_task_numbers() -> None:
+    vm = {"coke": 98.7, "near": 88.8, "open": 71.3, "close": 88.0, "put": 75.0}
+    va = {"coke": 88.2, "near": 76.8, "open": 57.7, "close": 76.7, "put": 66.7}
+    groups = [["coke"], ["near"], ["open", "close"], ["put"]]
+    assert round(mean_of_group_means(vm, groups), 1) == 85.5
+    assert round(mean_of_group_means(va, groups), 1) == 74.7
+    widowx = {"carrot": 62.5, "eggplant": 83.3, "spoon": 95.8, "stack": 75.0}
+    assert round(mean_of_group_means(widowx, [[k] for k in widowx]), 1) == 79.2
+    libero = {"spatial": 98.8, "object": 100.0, "goal": 98.8, "long": 97.2}
+    assert round(mean_of_group_means(libero, [[k] for k in libero]), 1) == 98.7
+
+
+def _google(suite: str, counts: dict[str, tuple[int, int]]) -> list[dict]:
+    return [r for i, (name, (k, n)) in enumerate(counts.items())
+            for r in task_records(suite, i, k, n, task_name=name, benchmark="simpler")]
+
+
+@pytest.mark.parametrize("suite, counts, expected", [
+    ("simpler_google_vm", {"pick_coke_can": (296, 300), "move_near": (213, 240),
+                           "open_drawer": (77, 108), "close_drawer": (95, 108),
+                           "put_in_drawer": (81, 108)}, 85.5),
+    ("simpler_google_va", {"pick_coke_can": (728, 825), "move_near": (461, 600),
+                           "open_drawer": (109, 189), "close_drawer": (145, 189),
+                           "put_in_drawer": (126, 189)}, 74.7),
+])
+def test_google_robot_pooled_drawer_average_from_records(suite, counts, expected) -> None:
+    suites, aggregates = measure(_google(suite, counts), {}, {}, [RULES[(suite, "average")]])
+    (average,) = aggregates
+    assert round(average.value, 1) == expected
+    assert average.low < average.value < average.high and average.method == "bootstrap"
+    again = measure(_google(suite, counts), {}, {}, [RULES[(suite, "average")]])[1][0]
+    assert (again.low, again.high) == (average.low, average.high)  # seeded: deterministic
+
+
+def test_widowx_repeats_count_24_independent_trials() -> None:
+    names = ["put_carrot_on_plate", "put_eggplant_in_basket", "put_spoon_on_towel",
+             "stack_green_on_yellow"]
+    records = [r for i, (name, k) in enumerate(zip(names, (15, 20, 23, 18), strict=True))
+               for r in task_records("simpler_widowx", i, k, 24, task_name=name, repeats=6,
+                                     benchmark="simpler")]
+    assert len(records) == 4 * 144
+    suites, aggregates = measure(records, {}, {}, [RULES[("simpler_widowx", "average")]])
+    carrot = suites["simpler_widowx"].tasks["0"]
+    assert carrot.episodes == 144 and carrot.rate == Rate(15, 24)  # 90/144 = 62.5%, n = 24
+    assert carrot.rate.interval() == pytest.approx(Rate(15, 24).interval())
+    assert [round(t.rate.value, 1) for t in suites["simpler_widowx"].tasks.values()] == [
+        62.5, 83.3, 95.8, 75.0]
+    assert round(aggregates[0].value, 1) == 79.2 and aggregates[0].n == 96
+
+
+def test_disagreeing_repeats_are_flagged_and_averaged() -> None:
+    records = task_records("simpler_widowx", 0, 1, 1, repeats=2)
+    records[1]["success"] = False
+    task = measure_suite("simpler_widowx", records).tasks["0"]
+    assert task.rate == Rate(0.5, 1) and task.inconsistent_repeats == 1
+
+
+def test_calvin_chain_rates_and_average_length() -> None:
+    completed = [1] * 17 + [2] * 23 + [3] * 34 + [4] * 45 + [5] * 881
+    assert chain_counts(completed, 5) == [1000, 983, 960, 926, 881]
+    records = chain_records("calvin_abc_d", completed)
+    suites, aggregates = measure(records, {}, {}, [RULES[("calvin_abc_d", "chains")]])
+    values = {e.metric: e for e in aggregates}
+    assert [round(values[f"chain_{k}"].value, 1) for k in range(1, 6)] == [100.0, 98.3, 96.0, 92.6, 88.1]
+    assert values["chain_2"].n == 1000 and values["chain_2"].method == "wilson"
+    avg = values["avg_len"]
+    assert avg.value == pytest.approx(4.75) and avg.low < 4.75 < avg.high and avg.high - avg.low < 0.2
+    subtasks = suites["calvin_abc_d"].tasks
+    assert subtasks["open_drawer"].rate == Rate(1000, 1000)
+    assert subtasks["push_red_block_left"].rate == Rate(983, 1000)  # attempted by every sequence
+
+
+def test_errors_are_excluded_from_rates_and_counted() -> None:
+    records = task_records("libero_spatial", 0, 3, 4, errors=3)
+    suite = measure_suite("libero_spatial", records, full=500, requested=7)
+    assert suite.rate == Rate(3, 4) and suite.errors == 3 and suite.episodes == 4
+    assert suite.tasks["0"].errors == 3
+    assert suite.partial and suite.status.startswith("partial: 4/500 ok episodes (0.8% of the protocol)")
+    assert not measure_suite("libero_spatial", records, full=4, requested=4).partial
+
+
+def test_bootstrap_is_seeded_and_p_value_sane() -> None:
+    a = bootstrap_means([[1, 0, 1, 1], [0, 0, 1]], replicates=500, seed=3)
+    b = bootstrap_means([[1, 0, 1, 1], [0, 0, 1]], replicates=500, seed=3)
+    assert a.shape == (500, 2) and (a == b).all()
+    samples = a[:, 0]
+    assert p_bootstrap_below(samples, 0.0) == 1.0
+    assert p_bootstrap_below(samples, 2.0) == pytest.approx(1 / 501)
