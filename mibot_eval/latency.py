@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mibot_eval.errors import UserError
+from mibot_eval.results.stats import wilson_interval
 
 CSV_NAME = "latency_sweep.csv"
 PNG_NAME = "latency_sweep.png"
@@ -43,17 +43,6 @@ class SweepRequest:
     control_hz: float | None = None  # None: each suite's control_hz
     render: str = "lazy"
     device: str | None = None
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (0..1); (0, 1) when n = 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def sweep_delays(max_delay: int | None, delays: list[int] | None, default_max: int) -> list[int]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from mibot_eval.config import _load_yaml, checkpoints_file, load_checkpoints
 from mibot_eval.errors import UserError
+from mibot_eval.results.latency_stats import latency_markdown, latency_summary
 from mibot_eval.results.stats import (
     RULES,
     AggregateRule,
@@ -353,6 +354,7 @@ def render_markdown(summary: RunSummary) -> str:
         lines.append("No reported numbers for this checkpoint and these suites.")
     lines += _task_sections(summary)
     lines += _error_section(summary)
+    lines += ["", latency_markdown(latency_summary(summary.records)).rstrip()]
     lines += ["", "## Timing (seconds per episode)", ""]
     lines += _table(("suite", "episodes", "total", "reset", "infer", "sim", "render", "hours"),
                     [(s.name, s.episodes + s.errors,
