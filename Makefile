@@ -16,10 +16,20 @@ RUN_FLAGS = --checkpoint $(CHECKPOINT) $(if $(SUITES),--suites $(SUITES)) \
 	$(if $(TASKS),--tasks $(TASKS)) $(if $(EPISODES),--episodes $(EPISODES)) \
 	$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(VIDEO) $(ARGS)
 
-.PHONY: setup eval-libero test lint bench-render clean-venv help
+# CALVIN: SPLIT=abc|abcd picks the matching released checkpoint; SEQUENCES=N runs the first N.
+SPLIT     ?= abc
+SEQUENCES ?=
+CALVIN_CHECKPOINT_abc  = Xiaomi-Robotics-0-Calvin-ABC_D
+CALVIN_CHECKPOINT_abcd = Xiaomi-Robotics-0-Calvin-ABCD_D
+CALVIN_CKPT  = $(if $(filter command line environment,$(origin CHECKPOINT)),$(CHECKPOINT),$(CALVIN_CHECKPOINT_$(SPLIT)))
+CALVIN_VIDEO = $(if $(filter command line environment,$(origin VIDEO)),$(VIDEO),none)
+
+.PHONY: setup eval-libero eval-calvin setup-calvin test lint bench-render clean-venv help
 help:
 	@echo "make setup         create $(VENV) with the pinned model + LIBERO stack"
 	@echo "make eval-libero   evaluate CHECKPOINT (default $(CHECKPOINT)) on LIBERO"
+	@echo "make eval-calvin   SPLIT=abc|abcd [SEQUENCES=N]: CALVIN chained protocol"
+	@echo "make setup-calvin  install calvin_env (upstream, pinned commit) into $(VENV)"
 	@echo "make test          run the test suite"
 	@echo "make bench-render  lazy vs eager rendering benchmark"
 
@@ -33,6 +43,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 eval-libero: setup
 	$(PY) -m mibot_eval.cli run $(if $(SUITES),,--suites libero_spatial,libero_object,libero_goal,libero_10) $(RUN_FLAGS)
+
+setup-calvin: setup
+	VENV=$(VENV) bash scripts/setup_calvin.sh
+
+eval-calvin: setup
+	@test -n "$(CALVIN_CHECKPOINT_$(SPLIT))" || { echo "SPLIT must be abc or abcd, got '$(SPLIT)'" >&2; exit 2; }
+	$(PY) -m mibot_eval.cli run --checkpoint $(CALVIN_CKPT) --suites calvin_$(SPLIT)_d \
+		$(if $(SEQUENCES),--tasks 0-$(shell echo $$(($(SEQUENCES)-1)))) \
+		$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(CALVIN_VIDEO) $(ARGS)
 
 test: setup
 	$(PY) -m ruff check mibot_eval tests benchmarks

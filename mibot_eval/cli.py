@@ -18,10 +18,22 @@ EPILOG = """examples:
 
 
 def _int_list(text: str) -> list[int]:
+    """'0,3,5' or ranges like '0-99' (inclusive), or both: '0-2,7'."""
+    values: list[int] = []
     try:
-        return [int(x) for x in text.replace(",", " ").split()]
+        for part in text.replace(",", " ").split():
+            first, sep, last = part.partition("-")
+            if sep and first:
+                if int(last) < int(first):
+                    raise ValueError(part)
+                values += range(int(first), int(last) + 1)
+            else:
+                values.append(int(part))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like '0,3,5', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected integers or ranges like '0,3,5' or '0-99', got {text!r}"
+        ) from None
+    return values
 
 
 def _str_list(text: str) -> list[str]:
@@ -41,7 +53,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    "or local folder")
     p.add_argument("--suites", "-s", type=_str_list, default=[],
                    help="comma-separated suites (default: the checkpoint's suites)")
-    p.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all)")
+    p.add_argument("--tasks", type=_int_list, default=None,
+                   help="task ids (CALVIN: sequence indices), e.g. 0,3 or 0-99 (default: all)")
     p.add_argument("--episodes", type=int, default=None,
                    help="trials per task (default: the protocol's, 50 for LIBERO)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder")

@@ -112,6 +112,7 @@ def build_manifest(
                 "protocol": p.protocol.as_dict(),
                 "robot_type": p.robot_type,
                 "source": p.protocol.source,
+                "simulator": getattr(p.adapter, "describe", dict)(),
             }
             for p in plans
         },

@@ -97,3 +97,16 @@ def test_task_out_of_range(tmp_path) -> None:
     line = _one_error_line(_cli("run", "--checkpoint", "tiny", "--suites", "libero_spatial",
                                 "--tasks", "12", "--results", str(tmp_path)))
     assert "task id(s) [12] out of range" in line
+
+
+def test_task_lists_and_ranges() -> None:
+    from mibot_eval.cli import _int_list
+
+    assert _int_list("0,3,5") == [0, 3, 5]
+    assert _int_list("0-3,7") == [0, 1, 2, 3, 7]
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _int_list("3-1")
+    with pytest.raises(argparse.ArgumentTypeError):
+        _int_list("a")

@@ -50,6 +50,10 @@ class SuiteAdapter(Protocol):
         subtasks), merged into the episode record's metrics."""
         ...
 
+    def describe(self) -> dict[str, object]:
+        """Simulator facts for the run manifest (config source, installed commit, render mode)."""
+        ...
+
     def close(self) -> None:
         ...
 

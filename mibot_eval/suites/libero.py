@@ -288,6 +288,15 @@ class LiberoAdapter:
     def episode_metrics(self) -> dict[str, object]:
         return {}
 
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about the simulator side of this suite."""
+        return {
+            "simulator": "libero (robosuite/MuJoCo)",
+            "task_suite": self.protocol.params["task_suite"],
+            "render": self.render_mode,
+            "mujoco_gl": os.environ.get("MUJOCO_GL"),
+        }
+
     @property
     def renders(self) -> int:
         """Camera renders performed so far (each camera counts once)."""
