@@ -95,3 +95,32 @@ def format_instruction(text: str, rule: dict[str, bool] | None) -> str:
     if rule.get("append_period") and text and not text.endswith("."):
         text += "."
     return text
+
+
+RENDER_MODES = ("lazy", "eager")
+
+
+def check_render_mode(render: str) -> str:
+    """lazy: render cameras only when the policy reads them; eager: every step (reference)."""
+    if render not in RENDER_MODES:
+        raise UserError(f"render mode must be one of {RENDER_MODES}, got {render!r}")
+    return render
+
+
+def select_episodes(
+    protocol: SuiteProtocol,
+    tasks: Sequence[int] | None,
+    episodes_per_task: int | None,
+    noun: str = "task",
+) -> tuple[list[int], int]:
+    """Validate a task selection and a trials-per-task count against the suite's protocol."""
+    ids = list(range(protocol.num_tasks)) if tasks is None else list(tasks)
+    bad = [t for t in ids if not 0 <= t < protocol.num_tasks]
+    if bad:
+        raise UserError(
+            f"{noun} id(s) {bad} out of range for {protocol.name} (0..{protocol.num_tasks - 1})"
+        )
+    n = protocol.episodes_per_task if episodes_per_task is None else episodes_per_task
+    if not 0 < n <= protocol.episodes_per_task:
+        raise UserError(f"episodes per {noun} must be 1..{protocol.episodes_per_task}, got {n}")
+    return ids, n

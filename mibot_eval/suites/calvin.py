@@ -25,10 +25,9 @@ import yaml
 from mibot_eval.config import SuiteProtocol
 from mibot_eval.errors import UserError
 from mibot_eval.suites import calvin_sim
-from mibot_eval.suites.base import first_dims, format_instruction
+from mibot_eval.suites.base import check_render_mode, first_dims, format_instruction, select_episodes
 from mibot_eval.types import EpisodeSpec, Observation, StepResult
 
-RENDER_MODES = ("lazy", "eager")
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "calvin"
 CHAIN_LENGTH = 5
 
@@ -221,10 +220,8 @@ class CalvinAdapter:
         env_factory: Callable[[], Any] | None = None,
         oracle: Any = None,
     ) -> None:
-        if render not in RENDER_MODES:
-            raise UserError(f"render mode must be one of {RENDER_MODES}, got {render!r}")
         self.protocol = protocol
-        self.render_mode = render
+        self.render_mode = check_render_mode(render)
         self.record_video = record_video
         p = protocol.params
         self.subtask_max_steps = int(_param(protocol, p, "subtask_max_steps", int))
@@ -298,16 +295,7 @@ class CalvinAdapter:
         self, tasks: Sequence[int] | None = None, episodes_per_task: int | None = None
     ) -> list[EpisodeSpec]:
         """One episode per sequence; task id = index in the shipped (unshuffled) sequence file."""
-        ids = list(range(self.protocol.num_tasks)) if tasks is None else list(tasks)
-        bad = [t for t in ids if not 0 <= t < self.protocol.num_tasks]
-        if bad:
-            raise UserError(
-                f"sequence id(s) {bad} out of range for {self.protocol.name} "
-                f"(0..{self.protocol.num_tasks - 1})"
-            )
-        n = self.protocol.episodes_per_task if episodes_per_task is None else episodes_per_task
-        if not 0 < n <= self.protocol.episodes_per_task:
-            raise UserError(f"episodes per sequence must be 1..{self.protocol.episodes_per_task}, got {n}")
+        ids, n = select_episodes(self.protocol, tasks, episodes_per_task, noun="sequence")
         return [
             EpisodeSpec(suite=self.protocol.name, task_id=t, task_name=f"seq{t:04d}", trial=trial,
                         seed=self.protocol.seed)

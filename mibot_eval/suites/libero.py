@@ -18,10 +18,13 @@ import numpy as np
 
 from mibot_eval.config import SuiteProtocol
 from mibot_eval.errors import UserError
-from mibot_eval.suites.base import first_dims, format_instruction
+from mibot_eval.suites.base import (
+    check_render_mode,
+    first_dims,
+    format_instruction,
+    select_episodes,
+)
 from mibot_eval.types import EpisodeSpec, Observation, StepResult
-
-RENDER_MODES = ("lazy", "eager")
 
 
 def import_libero() -> tuple[Any, Any, Callable[[str], str]]:
@@ -88,10 +91,8 @@ class LiberoAdapter:
     def __init__(
         self, protocol: SuiteProtocol, render: str = "lazy", record_video: bool = False
     ) -> None:
-        if render not in RENDER_MODES:
-            raise UserError(f"render mode must be one of {RENDER_MODES}, got {render!r}")
         self.protocol = protocol
-        self.render_mode = render
+        self.render_mode = check_render_mode(render)
         self.record_video = record_video  # render the video view every step (set per episode)
         params = protocol.params
         env_cfg = params["env"]
@@ -132,18 +133,7 @@ class LiberoAdapter:
     def episodes(
         self, tasks: Sequence[int] | None = None, episodes_per_task: int | None = None
     ) -> list[EpisodeSpec]:
-        task_ids = list(range(self.protocol.num_tasks)) if tasks is None else list(tasks)
-        bad = [t for t in task_ids if not 0 <= t < self.protocol.num_tasks]
-        if bad:
-            raise UserError(
-                f"task id(s) {bad} out of range for {self.protocol.name} "
-                f"(0..{self.protocol.num_tasks - 1})"
-            )
-        n = self.protocol.episodes_per_task if episodes_per_task is None else episodes_per_task
-        if not 0 < n <= self.protocol.episodes_per_task:
-            raise UserError(
-                f"episodes per task must be 1..{self.protocol.episodes_per_task}, got {n}"
-            )
+        task_ids, n = select_episodes(self.protocol, tasks, episodes_per_task)
         specs = []
         for task_id in task_ids:
             task = self._benchmark.get_task(task_id)
