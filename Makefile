@@ -24,12 +24,24 @@ CALVIN_CHECKPOINT_abcd = Xiaomi-Robotics-0-Calvin-ABCD_D
 CALVIN_CKPT  = $(if $(filter command line environment,$(origin CHECKPOINT)),$(CHECKPOINT),$(CALVIN_CHECKPOINT_$(SPLIT)))
 CALVIN_VIDEO = $(if $(filter command line environment,$(origin VIDEO)),$(VIDEO),none)
 
-.PHONY: setup eval-libero eval-calvin setup-calvin test lint bench-render clean-venv help
+# SimplerEnv: its own venv (ManiSkill2_real2sim needs gymnasium<1 and sapien 2.2; LIBERO needs >=1).
+SIMPLER_VENV ?= .venv-simpler
+ROBOT   ?= google
+SETTING ?= vm
+SIMPLER_SUITE_google = simpler_google_$(SETTING)
+SIMPLER_SUITE_widowx = simpler_widowx
+SIMPLER_CHECKPOINT_google = Xiaomi-Robotics-0-SimplerEnv-Google-Robot
+SIMPLER_CHECKPOINT_widowx = Xiaomi-Robotics-0-SimplerEnv-WidowX
+SIMPLER_CKPT = $(if $(filter command line environment,$(origin CHECKPOINT)),$(CHECKPOINT),$(SIMPLER_CHECKPOINT_$(ROBOT)))
+
+.PHONY: setup eval-libero eval-calvin setup-calvin eval-simpler setup-simpler test lint bench-render clean-venv help
 help:
 	@echo "make setup         create $(VENV) with the pinned model + LIBERO stack"
 	@echo "make eval-libero   evaluate CHECKPOINT (default $(CHECKPOINT)) on LIBERO"
 	@echo "make eval-calvin   SPLIT=abc|abcd [SEQUENCES=N]: CALVIN chained protocol"
 	@echo "make setup-calvin  install calvin_env (upstream, pinned commit) into $(VENV)"
+	@echo "make eval-simpler  ROBOT=google|widowx [SETTING=vm|va]: SimplerEnv"
+	@echo "make setup-simpler install SimplerEnv + ManiSkill2_real2sim (pinned) into $(SIMPLER_VENV)"
 	@echo "make test          run the test suite"
 	@echo "make bench-render  lazy vs eager rendering benchmark"
 
@@ -52,6 +64,19 @@ eval-calvin: setup
 	$(PY) -m mibot_eval.cli run --checkpoint $(CALVIN_CKPT) --suites calvin_$(SPLIT)_d \
 		$(if $(SEQUENCES),--tasks 0-$(shell echo $$(($(SEQUENCES)-1)))) \
 		$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(CALVIN_VIDEO) $(ARGS)
+
+setup-simpler: $(SIMPLER_VENV)/.installed
+
+$(SIMPLER_VENV)/.installed: scripts/setup_simpler.sh pyproject.toml constraints.txt
+	PYTHON=$(PYTHON) bash scripts/setup_simpler.sh $(SIMPLER_VENV)
+	touch $@
+
+eval-simpler: setup-simpler
+	@test -n "$(SIMPLER_CHECKPOINT_$(ROBOT))" || { echo "ROBOT must be google or widowx, got '$(ROBOT)'" >&2; exit 2; }
+	@test "$(ROBOT)" = widowx || test "$(SETTING)" = vm || test "$(SETTING)" = va || { echo "SETTING must be vm or va, got '$(SETTING)'" >&2; exit 2; }
+	$(SIMPLER_VENV)/bin/python -m mibot_eval.cli run --checkpoint $(SIMPLER_CKPT) --suites $(SIMPLER_SUITE_$(ROBOT)) \
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(EPISODES),--episodes $(EPISODES)) \
+		$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(VIDEO) $(ARGS)
 
 test: setup
 	$(PY) -m ruff check mibot_eval tests benchmarks
