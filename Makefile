@@ -34,7 +34,7 @@ SIMPLER_CHECKPOINT_google = Xiaomi-Robotics-0-SimplerEnv-Google-Robot
 SIMPLER_CHECKPOINT_widowx = Xiaomi-Robotics-0-SimplerEnv-WidowX
 SIMPLER_CKPT = $(if $(filter command line environment,$(origin CHECKPOINT)),$(CHECKPOINT),$(SIMPLER_CHECKPOINT_$(ROBOT)))
 
-.PHONY: setup eval-libero eval-calvin setup-calvin eval-simpler setup-simpler test lint bench-render clean-venv help
+.PHONY: setup eval-libero eval-calvin setup-calvin eval-simpler setup-simpler simpler-args test lint bench-render clean-venv help
 help:
 	@echo "make setup         create $(VENV) with the pinned model + LIBERO stack"
 	@echo "make eval-libero   evaluate CHECKPOINT (default $(CHECKPOINT)) on LIBERO"
@@ -71,9 +71,11 @@ $(SIMPLER_VENV)/.installed: scripts/setup_simpler.sh pyproject.toml constraints.
 	PYTHON=$(PYTHON) bash scripts/setup_simpler.sh $(SIMPLER_VENV)
 	touch $@
 
-eval-simpler: setup-simpler
+simpler-args:
 	@test -n "$(SIMPLER_CHECKPOINT_$(ROBOT))" || { echo "ROBOT must be google or widowx, got '$(ROBOT)'" >&2; exit 2; }
 	@test "$(ROBOT)" = widowx || test "$(SETTING)" = vm || test "$(SETTING)" = va || { echo "SETTING must be vm or va, got '$(SETTING)'" >&2; exit 2; }
+
+eval-simpler: simpler-args setup-simpler
 	$(SIMPLER_VENV)/bin/python -m mibot_eval.cli run --checkpoint $(SIMPLER_CKPT) --suites $(SIMPLER_SUITE_$(ROBOT)) \
 		$(if $(TASKS),--tasks $(TASKS)) $(if $(EPISODES),--episodes $(EPISODES)) \
 		$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(VIDEO) $(ARGS)

@@ -40,6 +40,17 @@ def _str_list(text: str) -> list[str]:
     return [x for x in text.replace(",", " ").split() if x]
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """'I/N': shard I (0-based) of N."""
+    index, sep, count = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N (e.g. 0/4), got {text!r}") from None
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
@@ -83,6 +94,33 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="render cameras only when the policy reads them (lazy, default) or every step")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    g = p.add_argument_group("throughput and scale")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run episodes in N simulator processes (Ray: N actors, default one per "
+                   "cluster CPU) whose observations are batched into one policy call; default: "
+                   "everything in this process")
+    g.add_argument("--batch-size", type=int, default=8, metavar="B",
+                   help="most observations per policy call with --workers (default 8)")
+    g.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                   help="longest wait for a batch to fill; a batch goes at once when every busy "
+                   "simulator is waiting (default 5)")
+    g.add_argument("--policy", dest="policy_url", default=None, metavar="ws://HOST:PORT",
+                   help="use a policy server (`mibot-eval serve`) instead of loading the model; "
+                   "comma-separate several servers to spread --workers over them")
+    g.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local processes, or Ray actors across a Ray cluster (pip install "
+                   "'mibot-eval[ray]'; `ray start` on each node)")
+    g.add_argument("--ray-address", default="auto", metavar="ADDR",
+                   help="Ray cluster to join: auto (the running cluster, default), local (a private "
+                   "instance on this machine) or HOST:PORT")
+    g.add_argument("--ray-policy-replicas", type=int, default=None, metavar="R",
+                   help="Ray: policy server replicas (default: one per GPU, at least one)")
+    g.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="run only shard I (0-based) of N deterministic shards of the selected "
+                   "episodes (own run folder; combine with `mibot-eval merge`)")
+    g.add_argument("--episode-timeout", type=float, default=None, metavar="S",
+                   help="with --workers/--backend ray: kill and retry (once) an episode running "
+                   "longer than S seconds (default 1800; 0 = no limit)")
     p.set_defaults(handler=_cmd_run)
 
 
@@ -105,6 +143,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         execution=args.execution, max_steps=args.max_steps, video=args.video,
         video_cap=args.video_cap, render=args.render, device=args.device,
         execution_options={k: v for k, v in options.items() if v is not None},
+        workers=args.workers, batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
+        policy_url=args.policy_url, backend=args.backend, ray_address=args.ray_address,
+        ray_policy_replicas=args.ray_policy_replicas, shard=args.shard,
+        episode_timeout=args.episode_timeout,
     )
     run_dir = execute(request)
     print(f"results: {run_dir}")
@@ -173,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     from mibot_eval.results import commands
 
     commands.register(sub)
+    from mibot_eval import serve, shard
+
+    serve.register(sub)
+    shard.register(sub)
     return parser
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mibot_eval.config import CheckpointInfo, SuiteProtocol, load_suite, resolve_checkpoint
 from mibot_eval.episode import run_episode
@@ -18,7 +23,7 @@ from mibot_eval.policy.checkpoint import ResolvedCheckpoint, fingerprint, resolv
 from mibot_eval.results.manifest import git_commit, host_info, package_versions
 from mibot_eval.results.store import RunStore, episode_record, utc_now
 from mibot_eval.suites.base import SuiteAdapter, make_adapter
-from mibot_eval.types import EpisodeResult, EpisodeSpec
+from mibot_eval.types import EpisodeResult, EpisodeSpec, PolicyRequest
 from mibot_eval.video import VideoPolicy
 
 MAX_CONSECUTIVE_ERRORS = 5
@@ -41,6 +46,16 @@ class RunRequest:
     render: str = "lazy"
     device: str | None = None
     execution_options: dict[str, Any] = field(default_factory=dict)
+    # Throughput and scale (mibot_eval.parallel); None/defaults = one process, as before.
+    workers: int | None = None  # simulator processes (local) or actors (ray)
+    batch_size: int = 8  # observations per policy call when batching across simulators
+    batch_wait_ms: float = 5.0  # longest wait for a batch to fill
+    policy_url: str | None = None  # ws://HOST:PORT of `mibot-eval serve` (comma-separated: several)
+    backend: str = "local"  # local | ray
+    ray_address: str = "auto"  # auto (running cluster) | local (private instance) | HOST:PORT
+    ray_policy_replicas: int | None = None  # default: one per GPU in the cluster, at least one
+    shard: tuple[int, int] | None = None  # (index, count): run only that deterministic shard
+    episode_timeout: float | None = None  # per-episode wall-time limit in workers (None: default)
 
 
 @dataclass
@@ -68,6 +83,8 @@ def run_dir_name(info: CheckpointInfo, protocols: list[SuiteProtocol], request: 
     for key, value in sorted(request.execution_options.items()):
         if value is not None:
             parts.append(f"{key}{value}")
+    if request.shard is not None:  # one writer per results store: each shard has its own folder
+        parts.append(f"shard{request.shard[0]}of{request.shard[1]}")
     return "__".join(slug(str(p)) for p in parts)
 
 
@@ -160,28 +177,80 @@ def execute(request: RunRequest, policy: Policy | None = None) -> Path:
 def _execute(
     request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], policy: Policy | None
 ) -> Path:
+    from mibot_eval.parallel import options as parallel_options
+
+    options = parallel_options.validate(request)
+    planned_keys = None
+    if request.shard is not None:
+        from mibot_eval.shard import select_shard
+
+        planned_keys = select_shard(plans, *request.shard)
     run = run_dir_name(info, [p.protocol for p in plans], request)
     store = RunStore(Path(request.results_dir) / run)
-    resolved = resolve_checkpoint_dir(info)
-    checkpoint_hash = fingerprint(resolved.path)
-    if policy is None:
-        policy = load_policy(resolved, request.device)
-    for plan in plans:  # async: record whether committed-action prefixes can be used
-        plan.execution = plan.execution.with_prefix_support(getattr(policy, "supports_prefix", False))
-    for plan in plans:
-        check = getattr(policy, "check_robot_type", None)
-        if check is not None:
-            check(plan.robot_type)
-    manifest = build_manifest(run, resolved, checkpoint_hash, plans, policy.describe(), request)
-    store.open_manifest(manifest, identity_keys=("checkpoint", "execution"))
-    videos = VideoPolicy(request.video, store.run_dir, request.video_cap)
-    context = {"run": run, "checkpoint": info.name, "checkpoint_id": checkpoint_hash}
-    records = store.records()
-    finished = {r["key"] for r in records}
-    for plan in plans:
-        _run_suite(plan, policy, store, videos, context, records, finished)
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if request.backend == "ray":
+            from mibot_eval.parallel.ray_backend import RayCluster
+
+            cluster = stack.enter_context(RayCluster(request, info, options, policy))
+            policy = cluster.identity_policy
+        elif policy is None and options.policy_urls:
+            from mibot_eval.policy.remote import RemotePolicy
+
+            policy = stack.enter_context(RemotePolicy(options.policy_urls[0]))
+        identity = getattr(policy, "checkpoint_identity", None)
+        if identity is not None:  # a policy server: it states which checkpoint it serves
+            resolved, checkpoint_hash = _remote_identity(info, identity())
+        else:
+            resolved = resolve_checkpoint_dir(info)
+            checkpoint_hash = fingerprint(resolved.path)
+        if policy is None:
+            policy = load_policy(resolved, request.device)
+        for plan in plans:  # async: record whether committed-action prefixes can be used
+            plan.execution = plan.execution.with_prefix_support(getattr(policy, "supports_prefix", False))
+        for plan in plans:
+            check = getattr(policy, "check_robot_type", None)
+            if check is not None:
+                check(plan.robot_type)
+        manifest = build_manifest(run, resolved, checkpoint_hash, plans, policy.describe(), request)
+        if options.parallel:
+            manifest["parallel"] = options.as_dict()
+        if planned_keys is not None:
+            manifest["shard"] = {"index": request.shard[0], "count": request.shard[1],
+                                 "episodes": sum(len(p.episodes) for p in plans),
+                                 "planned_keys": planned_keys}
+        store.open_manifest(manifest, identity_keys=("checkpoint", "execution"))
+        videos = VideoPolicy(request.video, store.run_dir, request.video_cap)
+        context = {"run": run, "checkpoint": info.name, "checkpoint_id": checkpoint_hash}
+        records = store.records()
+        finished = {r["key"] for r in records}
+        if cluster is not None:
+            cluster.run(plans, store, videos, context, records, finished)
+        elif options.parallel:
+            from mibot_eval.parallel.local import run_local
+
+            stats = run_local(plans, policy, options, store, videos, context, records, finished,
+                              render=request.render)
+            manifest = store.read_manifest() or {}
+            manifest.setdefault("parallel", {}).update(stats)
+            store.write_manifest(manifest)
+        else:
+            for plan in plans:
+                _run_suite(plan, policy, store, videos, context, records, finished)
     _record_latency(store)
     return store.run_dir
+
+
+def _remote_identity(info: CheckpointInfo, served: dict[str, Any]) -> tuple[ResolvedCheckpoint, str]:
+    """The checkpoint identity a policy server reports, checked against --checkpoint."""
+    if served.get("name") != info.name:
+        raise UserError(
+            f"the policy server serves checkpoint '{served.get('name')}', not '{info.name}'; "
+            "pass the same --checkpoint the server was started with"
+        )
+    resolved = ResolvedCheckpoint(info, Path(str(served.get("path") or "")),
+                                  str(served.get("source")), served.get("revision"))
+    return resolved, str(served.get("hash"))
 
 
 def _record_latency(store: RunStore) -> None:
@@ -193,6 +262,49 @@ def _record_latency(store: RunStore) -> None:
     store.write_manifest(manifest)
 
 
+def suite_context(plan: SuitePlan, context: dict[str, Any]) -> dict[str, Any]:
+    """The run context stored in each episode record of this suite."""
+    return {
+        **context,
+        "benchmark": plan.protocol.benchmark,
+        "robot_type": plan.robot_type,
+        "protocol_hash": plan.protocol.protocol_hash(),
+        "execution": plan.execution.as_dict(),
+    }
+
+
+class Ledger:
+    """The single writer of a run's results: appends each finished episode durably (one fsynced
+    line), keeps the progress bar and stops the run after too many errors in a row."""
+
+    def __init__(
+        self, store: RunStore, contexts: dict[str, dict[str, Any]], total: int, done: int,
+        successes: int, desc: str,
+    ) -> None:
+        self.store, self.contexts = store, contexts
+        self.successes = successes
+        self.errors = 0
+        self.consecutive_errors = 0
+        self.bar = _progress(total, done, successes, desc)
+
+    def record(self, result: EpisodeResult) -> None:
+        self.store.append(episode_record(result, self.contexts[result.spec.suite]))
+        self.successes += int(result.success)
+        is_error = result.status == "error"
+        self.errors += int(is_error)
+        self.consecutive_errors = self.consecutive_errors + 1 if is_error else 0
+        self.bar.update(1)
+        self.bar.set_postfix_str(_success_text(self.successes, self.bar.n)
+                                 + (f", errors {self.errors}" if self.errors else ""))
+        if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+            raise UserError(
+                f"{self.consecutive_errors} episodes in a row failed with errors; last: {result.error}"
+            )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _run_suite(
     plan: SuitePlan, policy: Policy, store: RunStore, videos: VideoPolicy,
     context: dict[str, Any], records: list[dict[str, Any]], finished: set[str],
@@ -201,30 +313,66 @@ def _run_suite(
     done = [r for r in records if r["key"] in keys]
     successes = sum(1 for r in done if r.get("success"))
     todo = [spec for spec in plan.episodes if spec.key not in finished]
-    bar = _progress(len(plan.episodes), len(done), successes, plan.protocol.name)
-    suite_context = {
-        **context,
-        "benchmark": plan.protocol.benchmark,
-        "robot_type": plan.robot_type,
-        "protocol_hash": plan.protocol.protocol_hash(),
-        "execution": plan.execution.as_dict(),
-    }
-    consecutive_errors = 0
+    ledger = Ledger(store, {plan.protocol.name: suite_context(plan, context)}, len(plan.episodes),
+                    len(done), successes, plan.protocol.name)
     try:
         for spec in todo:
             result = _run_one(plan, policy, spec, videos)
-            store.append(episode_record(result, suite_context))
             finished.add(spec.key)
-            successes += int(result.success)
-            consecutive_errors = consecutive_errors + 1 if result.status == "error" else 0
-            bar.update(1)
-            bar.set_postfix_str(_success_text(successes, bar.n))
-            if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
-                raise UserError(
-                    f"{consecutive_errors} episodes in a row failed with errors; last: {result.error}"
-                )
+            ledger.record(result)
     finally:
-        bar.close()
+        ledger.close()
+
+
+class TracePolicy:
+    """Forwards to a policy and hashes what crosses it: every observation the policy reads (state,
+    images, instruction, prefix) and every chunk it returns. Equal `trace_sha` = equal episodes."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.supports_prefix = getattr(inner, "supports_prefix", False)
+        self._digest = hashlib.sha256()
+
+    def infer(self, requests: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        chunks = self.inner.infer(requests)
+        for request, chunk in zip(requests, chunks, strict=True):
+            obs, d = request.observation, self._digest
+            d.update(np.ascontiguousarray(obs.state, dtype=np.float32).tobytes())
+            for label, image in obs.images.items():
+                d.update(label.encode())
+                d.update(np.ascontiguousarray(image).tobytes())
+            d.update(obs.instruction.encode())
+            if request.prefix is not None:
+                d.update(np.ascontiguousarray(request.prefix, dtype=np.float64).tobytes())
+            d.update(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+        return chunks
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:32]
+
+
+def run_one(
+    adapter: SuiteAdapter, policy: Policy, spec: EpisodeSpec, execution: ExecutionConfig,
+    protocol: SuiteProtocol, robot_type: str, on_frame: Callable[[np.ndarray], None] | None = None,
+) -> EpisodeResult:
+    """One episode wherever it runs (this process, a worker process, a Ray actor): a UserError
+    stops the run, any other exception becomes an error record (never a failure)."""
+    scheduler = ChunkScheduler(execution, protocol.hold_action)
+    tracer = TracePolicy(policy)
+    try:
+        result = run_episode(
+            adapter, tracer, spec, scheduler, robot_type, protocol.max_steps, on_frame=on_frame,
+        )
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded as an error episode, never as a failure
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return EpisodeResult(spec=spec, success=False, steps=0, status="error", error=detail)
+    result.metrics["trace_sha"] = tracer.hexdigest()
+    return result
 
 
 def _run_one(plan: SuitePlan, policy: Policy, spec: EpisodeSpec, videos: VideoPolicy) -> EpisodeResult:
@@ -232,17 +380,8 @@ def _run_one(plan: SuitePlan, policy: Policy, spec: EpisodeSpec, videos: VideoPo
     if videos.wants(spec.suite, spec.task_id):
         video = videos.recorder(spec.suite, spec.task_id, spec.trial)
     plan.adapter.record_video = video is not None
-    scheduler = ChunkScheduler(plan.execution, plan.protocol.hold_action)
-    try:
-        result = run_episode(
-            plan.adapter, policy, spec, scheduler, plan.robot_type, plan.protocol.max_steps,
-            on_frame=video.add if video is not None else None,
-        )
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - recorded as an error episode, never as a failure
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        result = EpisodeResult(spec=spec, success=False, steps=0, status="error", error=detail)
+    result = run_one(plan.adapter, policy, spec, plan.execution, plan.protocol, plan.robot_type,
+                     on_frame=video.add if video is not None else None)
     if video is not None:
         path = videos.finish(video, spec.suite, spec.task_id, result.success)
         if path is not None:
