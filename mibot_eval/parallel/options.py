@@ -1,0 +1,92 @@
+"""The run's throughput options, checked once with one clear line per bad input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from mibot_eval.errors import UserError
+
+BACKENDS = ("local", "ray")
+DEFAULT_EPISODE_TIMEOUT_S = 1800.0
+MAX_ATTEMPTS = 2  # a crashed or hung episode is retried once, then recorded as an error
+
+
+@dataclass(frozen=True)
+class ParallelOptions:
+    parallel: bool  # episodes run in simulator processes/actors (False: in this process, as before)
+    backend: str
+    workers: int
+    batch_size: int
+    batch_wait_s: float
+    policy_urls: tuple[str, ...]
+    episode_timeout_s: float | None
+    ray_address: str
+    ray_policy_replicas: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend, "workers": self.workers, "batch_size": self.batch_size,
+            "batch_wait_ms": round(self.batch_wait_s * 1000, 3), "policy": list(self.policy_urls),
+            "episode_timeout_s": self.episode_timeout_s,
+        }
+
+
+def parse_policy_urls(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+            raise UserError(f"--policy must be ws://HOST:PORT (or wss://), got {url!r}")
+        try:
+            parsed.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise UserError(f"--policy has a bad port: {url!r}") from None
+    return urls
+
+
+def validate(request: Any) -> ParallelOptions:
+    backend = request.backend or "local"
+    if backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    workers = request.workers
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UserError(f"--workers must be an integer >= 1, got {workers!r}")
+    batch = request.batch_size
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UserError(f"--batch-size must be an integer >= 1, got {batch!r}")
+    wait = request.batch_wait_ms
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 10_000:
+        raise UserError(f"--batch-wait-ms must be a number of milliseconds in 0..10000, got {wait!r}")
+    timeout = request.episode_timeout
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout < 0):
+        raise UserError(f"--episode-timeout must be >= 0 seconds (0: no limit), got {timeout!r}")
+    parallel = workers is not None or backend == "ray"
+    if timeout is not None and not parallel:
+        raise UserError("--episode-timeout needs --workers N (or --backend ray): the watchdog "
+                        "restarts simulator processes, which the in-process run does not have")
+    if timeout is None:
+        timeout = DEFAULT_EPISODE_TIMEOUT_S
+    shard = request.shard
+    if shard is not None:
+        index, count = shard
+        if count < 1 or not 0 <= index < count:
+            raise UserError(f"--shard I/N needs 0 <= I < N, got {index}/{count}")
+    replicas = request.ray_policy_replicas
+    if replicas is not None and (backend != "ray" or replicas < 1):
+        raise UserError("--ray-policy-replicas needs --backend ray and a value >= 1")
+    urls = parse_policy_urls(request.policy_url)
+    if len(urls) > 1 and backend != "ray" and not parallel:
+        raise UserError("several --policy servers need --workers N (each worker uses one server)")
+    if replicas is not None and urls:
+        raise UserError("--ray-policy-replicas starts policy servers; it excludes --policy ws://...")
+    return ParallelOptions(
+        parallel=parallel, backend=backend, workers=workers or 1, batch_size=batch,
+        batch_wait_s=float(wait) / 1000.0, policy_urls=urls,
+        episode_timeout_s=float(timeout) if timeout else None,
+        ray_address=request.ray_address or "auto", ray_policy_replicas=replicas,
+    )

@@ -1,0 +1,201 @@
+"""The simulator side of a parallel run: one process (or Ray actor) that runs episodes.
+
+`WorkerCore` keeps one adapter per suite, created lazily in the worker (so envs and GL contexts are
+born there) and reused across episodes, and runs each episode with `runner.run_one`: the same
+run_episode + ChunkScheduler as the single-process path. Its Policy forwards every request, either
+to the main process's batcher (`PipePolicy`, msgpack over a multiprocessing pipe) or to a policy
+server (`RemotePolicy`).
+
+`worker_main` is the entry point of a spawned worker process: it speaks the pipe protocol below.
+
+main -> worker   {"type": "suite", ...suite_payload}    before the suite's first episode here
+                 {"type": "episode", "spec", "video", "fps"}
+                 {"type": "chunks", "chunks"} | {"type": "infer_error", "error", "user_error"}
+                 {"type": "stop"}
+worker -> main   {"type": "ready", "pid"}
+                 {"type": "infer", "requests"}          (then waits for chunks)
+                 {"type": "result", "result", "video"}  (video: MP4 bytes it may keep, or None)
+                 {"type": "fatal", "error"}             a UserError: the run must stop
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mibot_eval.config import SuiteProtocol
+from mibot_eval.errors import UserError
+from mibot_eval.execution import ExecutionConfig
+from mibot_eval.parallel import codec
+from mibot_eval.types import PolicyRequest
+
+# Every simulator process: headless EGL unless the user chose otherwise, one thread per library.
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def prepare_process_env() -> None:
+    """Set before anything imports MuJoCo or torch in a simulator process."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    for name in THREAD_ENV:
+        os.environ[name] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def limit_torch_threads() -> None:
+    """torch threads to 1 if something imported torch here (workers do not need it)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def suite_payload(plan: Any, render: str) -> dict[str, Any]:
+    """What a worker needs to rebuild a suite's adapter and scheduler (plain data only)."""
+    from mibot_eval.suites.base import ADAPTERS
+
+    protocol = plan.protocol
+    module, cls = ADAPTERS[protocol.adapter]  # the caller's registry (tests register fakes there)
+    data = asdict(protocol)
+    data["hold_action"] = list(protocol.hold_action)
+    return {
+        "name": protocol.name, "protocol": data, "adapter": [module, cls],
+        "execution": asdict(plan.execution), "robot_type": plan.robot_type, "render": render,
+    }
+
+
+class _Suite:
+    def __init__(self, payload: dict[str, Any]) -> None:
+        data = dict(payload["protocol"])
+        data["hold_action"] = tuple(data["hold_action"])
+        self.protocol = SuiteProtocol(**data)
+        self.execution = ExecutionConfig(**payload["execution"])
+        self.robot_type = str(payload["robot_type"])
+        self.render = str(payload["render"])
+        self.module, self.cls = payload["adapter"]
+        self.adapter: Any = None
+
+    def get_adapter(self) -> Any:
+        if self.adapter is None:
+            cls = getattr(importlib.import_module(self.module), self.cls)
+            self.adapter = cls(self.protocol, render=self.render)
+            limit_torch_threads()
+        return self.adapter
+
+
+class WorkerCore:
+    """Runs episodes of any suite it was told about; adapters (and envs) live as long as it does."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.suites: dict[str, _Suite] = {}
+
+    def add_suite(self, payload: dict[str, Any]) -> None:
+        if payload["name"] not in self.suites:
+            self.suites[payload["name"]] = _Suite(payload)
+
+    def run(self, spec_wire: dict[str, Any], video: str = "none", fps: int = 20
+            ) -> tuple[dict[str, Any], bytes | None]:
+        """One episode; returns its result (wire form) and, when it may be kept, its MP4 bytes."""
+        from mibot_eval.runner import run_one
+        from mibot_eval.video import EpisodeVideo
+
+        spec = codec.spec_from_wire(spec_wire)
+        suite = self.suites[spec.suite]
+        adapter = suite.get_adapter()
+        recorder, folder = None, None
+        if video != "none":
+            folder = tempfile.mkdtemp(prefix="mibot-video-")
+            recorder = EpisodeVideo(Path(folder), f"task{spec.task_id}_trial{spec.trial}", fps)
+        adapter.record_video = recorder is not None
+        data = None
+        try:
+            result = run_one(adapter, self.policy, spec, suite.execution, suite.protocol,
+                             suite.robot_type, on_frame=recorder.add if recorder else None)
+            if recorder is not None:
+                keep = video == "all" or (video == "failures" and not result.success)
+                path = recorder.close(keep=keep, outcome="episode")
+                if path is not None:
+                    data = path.read_bytes()
+                    path.unlink()
+        finally:
+            if folder is not None:
+                for leftover in Path(folder).iterdir():
+                    leftover.unlink()
+                os.rmdir(folder)
+        return codec.result_to_wire(result), data
+
+    def close(self) -> None:
+        for suite in self.suites.values():
+            if suite.adapter is not None:
+                suite.adapter.close()
+        close = getattr(self.policy, "close", None)
+        if close is not None:
+            close()
+
+
+class PipePolicy:
+    """The Policy of a worker process: each request goes to the main process's batcher."""
+
+    def __init__(self, conn: Any, supports_prefix: bool) -> None:
+        self.conn = conn
+        self.supports_prefix = supports_prefix
+
+    def infer(self, requests: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        wire = [codec.request_to_wire(r) for r in requests]
+        self.conn.send_bytes(codec.pack({"type": "infer", "requests": wire}))
+        reply = codec.unpack(self.conn.recv_bytes())
+        if reply.get("type") == "infer_error":
+            if reply.get("user_error"):
+                raise UserError(reply["error"])
+            raise RuntimeError(f"policy: {reply['error']}")
+        return codec.chunks_from_wire(reply.get("chunks"), len(requests))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "pipe"}
+
+
+def worker_main(conn: Any, init: bytes) -> None:
+    """Entry point of a spawned simulator process (see the module docstring for the protocol)."""
+    prepare_process_env()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    config = codec.unpack(init)
+    if config.get("policy_url"):
+        from mibot_eval.policy.remote import RemotePolicy
+
+        policy: Any = RemotePolicy(config["policy_url"])
+    else:
+        policy = PipePolicy(conn, bool(config.get("supports_prefix")))
+    core = WorkerCore(policy)
+    conn.send_bytes(codec.pack({"type": "ready", "pid": os.getpid()}))
+    try:
+        while True:
+            try:
+                message = codec.unpack(conn.recv_bytes())
+            except (EOFError, OSError):
+                break  # the main process is gone
+            kind = message.get("type")
+            if kind == "stop":
+                break
+            if kind == "suite":
+                core.add_suite(message)
+            elif kind == "episode":
+                try:
+                    result, video = core.run(message["spec"], message.get("video", "none"),
+                                             int(message.get("fps", 20)))
+                except UserError as exc:
+                    conn.send_bytes(codec.pack({"type": "fatal", "error": str(exc)}))
+                    continue
+                conn.send_bytes(codec.pack({"type": "result", "result": result, "video": video}))
+    finally:
+        try:
+            core.close()
+        except Exception:  # noqa: BLE001 - closing envs at exit must not mask the real exit
+            pass
