@@ -25,7 +25,7 @@ SIMPLER_COMMIT=59ad9e1539042ed333fd8ebba1b0395f5662f0bd   # 2024-12-29 "update d
 MS2_URL=${MS2_URL:-https://github.com/allenzren/ManiSkill2_real2sim.git}
 MS2_COMMIT=91d154bfd864577f8d2e80f3fc2f8b4d9df9ae5c       # 2024-12-29, SimplerEnv's submodule pointer
 
-# Versions verified with these commits (docs/verification-simpler.md). The main constraints.txt
+# Versions verified with these commits (docs/verification.md). The main constraints.txt
 # applies to everything else except gymnasium (pinned there for LIBERO) and setuptools.
 SIM_PINS=(
   "sapien==2.2.2" "gymnasium==0.29.1" "setuptools<81" "numpy==1.26.4"

@@ -1,7 +1,7 @@
 """SimplerEnv conversions: known input -> known output.
 
 Expected rotation values were computed with transforms3d 0.4.2 (the library the release's client
-uses: euler2axangle, quat2mat, mat2quat, mat2euler), see docs/verification-simpler.md.
+uses: euler2axangle, quat2mat, mat2quat, mat2euler), see docs/verification.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ whose observation nobody reads, the adapter steps the unwrapped env with its obs
 switched to "state_dict" (no render, no real-image overlay) and applies the wrappers' observation
 transforms itself at the steps it does observe. Rendering does not feed back into the physics, so
 states and rendered images match eager stepping (checked on the real simulator, see
-docs/verification-simpler.md). `render="eager"` steps the wrapped env exactly as the release does.
+docs/verification.md). `render="eager"` steps the wrapped env exactly as the release does.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Source of every rule: the Xiaomi-Robotics-0 release's SimplerEnv client
 (`eval_simplerenv/main.py`, commit 3c297b2), which uses transforms3d for the rotations and PIL /
 torchvision for the image. The math here is written out with numpy so the harness does not depend
-on transforms3d; the real-simulator check (docs/verification-simpler.md) compared it with transforms3d.
+on transforms3d; the real-simulator check (docs/verification.md) compared it with transforms3d.
 
 Actions (the decoded chunk's first 7 dims: delta xyz, roll, pitch, yaw, gripper):
   * xyz passes through;
