@@ -116,3 +116,14 @@ def test_full_protocol_counts_and_execution_identity() -> None:
     assert execution_label(sync) == "sync,replan_steps=10"
     assert execution_label({"mode": "async", "replan_steps": 4, "delay_steps": 2}) == (
         "async,delay_steps=2,replan_steps=4")
+
+
+def test_compare_with_another_checkpoints_reported_numbers(tmp_path) -> None:
+    counts = {"libero_spatial": [45] * 10}
+    run_dir = libero_run(tmp_path, "finetune", counts, checkpoint="my-finetune")
+    assert "No reported numbers" in report_run(run_dir, leaderboard_csv=None)
+    text = report_run(run_dir, leaderboard_csv=None, compare_with="Xiaomi-Robotics-0-LIBERO")
+    assert "## Comparison with reported (Xiaomi-Robotics-0-LIBERO)" in text
+    assert "| libero_spatial | success | 98.8 | 90.0 | -8.8 |" in text
+    with pytest.raises(UserError, match="unknown checkpoint 'nope'"):
+        load_run(run_dir, compare_with="nope")

@@ -29,6 +29,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--leaderboard", type=Path, default=None, metavar="PATH",
                        help="leaderboard CSV to update (default: RUN_DIR/../leaderboard.csv)")
     group.add_argument("--no-leaderboard", action="store_true", help="do not touch any leaderboard")
+    p.add_argument("--compare-with", default=None, metavar="NAME",
+                   help="compare with the reported numbers of this checkpoints.yaml entry "
+                   "(default: the run's own checkpoint)")
     p.set_defaults(handler=_cmd_report)
 
 
@@ -39,7 +42,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise UserError(f"{args.run_dir}: run folder not found")
     csv_path = None if args.no_leaderboard else (args.leaderboard or args.run_dir.parent / "leaderboard.csv")
-    print(report_run(args.run_dir, leaderboard_csv=csv_path), end="")
+    print(report_run(args.run_dir, leaderboard_csv=csv_path, compare_with=args.compare_with), end="")
     return 0
 
 

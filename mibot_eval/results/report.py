@@ -134,6 +134,7 @@ class RunSummary:
     aggregates: list[Estimate]
     reported: dict[str, dict[str, float]] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    reported_source: str = ""  # the checkpoints.yaml entry the reported numbers come from
 
     def episodes_per_task(self, suite: str) -> int | None:
         """Trials per task the run asked for: --episodes, else the protocol's."""
@@ -194,8 +195,13 @@ def measure(
     return measured, aggregates
 
 
-def load_run(run_dir: Path, rules: Sequence[AggregateRule] | None = None) -> RunSummary:
-    """Read a run folder (manifest.json + episodes.jsonl) and measure it."""
+def load_run(
+    run_dir: Path, rules: Sequence[AggregateRule] | None = None, compare_with: str | None = None
+) -> RunSummary:
+    """Read a run folder (manifest.json + episodes.jsonl) and measure it.
+
+    compare_with: take the reported numbers from this checkpoints.yaml entry instead of the run's
+    own checkpoint (e.g. a fine-tune or a local copy against the released LIBERO numbers)."""
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
     manifest = store.read_manifest() or {}
@@ -213,7 +219,11 @@ def load_run(run_dir: Path, rules: Sequence[AggregateRule] | None = None) -> Run
         entry.setdefault("hash", record.get("protocol_hash"))
     suites, aggregates = measure(records, protocols, manifest.get("expected_episodes") or {}, rules,
                                  suites=protocols)
-    info = load_checkpoints().get(checkpoint)
+    checkpoints = load_checkpoints()
+    if compare_with is not None and compare_with not in checkpoints:
+        raise UserError(f"--compare-with: unknown checkpoint '{compare_with}' "
+                        f"(known: {', '.join(checkpoints)})")
+    info = checkpoints.get(compare_with or checkpoint)
     return RunSummary(
         run_dir=run_dir, run=str(manifest.get("run") or first.get("run") or run_dir.name),
         manifest=manifest, checkpoint=checkpoint,
@@ -221,6 +231,7 @@ def load_run(run_dir: Path, rules: Sequence[AggregateRule] | None = None) -> Run
         execution=dict(manifest.get("execution") or first.get("execution") or {}),
         protocols=protocols, suites=suites, aggregates=aggregates,
         reported=dict(info.reported) if info else {}, records=records,
+        reported_source=info.name if info else checkpoint,
     )
 
 
@@ -340,7 +351,7 @@ def render_markdown(summary: RunSummary) -> str:
                         [(e.key, e.metric, fmt(e.value, e.metric), fmt_ci(e.low, e.high, e.metric),
                           e.method, e.n, ("partial; " if e.partial else "") + e.note)
                          for e in summary.aggregates])
-    lines += ["", f"## Comparison with reported ({summary.checkpoint})", ""]
+    lines += ["", f"## Comparison with reported ({summary.reported_source or summary.checkpoint})", ""]
     comparisons = compare_reported(summary)
     if comparisons:
         lines += _table(
@@ -477,13 +488,15 @@ def _cell(value: Any) -> str:
 
 
 def report_run(
-    run_dir: Path, leaderboard_csv: Path | None = Path("results/leaderboard.csv")
+    run_dir: Path,
+    leaderboard_csv: Path | None = Path("results/leaderboard.csv"),
+    compare_with: str | None = None,
 ) -> str:
     """Markdown report of a run; writes report.md and report.csv beside it and updates the
     run's rows in `leaderboard_csv` (pooled with sibling runs of the same checkpoint, suite and
     protocol; rerunning does not duplicate rows). None skips the leaderboard."""
     run_dir = Path(run_dir)
-    summary = load_run(run_dir)
+    summary = load_run(run_dir, compare_with=compare_with)
     text = render_markdown(summary)
     (run_dir / "report.md").write_text(text, encoding="utf-8")
     write_csv(run_dir / "report.csv", REPORT_COLUMNS, csv_rows(summary))
