@@ -50,7 +50,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[model,libero,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[model,libero,serve,ray,dev]"
 	touch $@
 
 eval-libero: setup

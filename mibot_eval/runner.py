@@ -165,7 +165,13 @@ def _success_text(successes: int, done: int) -> str:
 
 def execute(request: RunRequest, policy: Policy | None = None) -> Path:
     """Run (or resume) the requested evaluation; returns the run directory."""
-    info = resolve_checkpoint(request.checkpoint)
+    try:
+        info = resolve_checkpoint(request.checkpoint)
+    except UserError:
+        if not request.policy_url:
+            raise
+        # --policy ws://...: the checkpoint lives on the server; it must report this name
+        info = CheckpointInfo(name=Path(request.checkpoint).name)
     plans = plan_suites(request, info)
     try:
         return _execute(request, info, plans, policy)

@@ -244,6 +244,11 @@ class PolicyServer:
     def serve_forever(self, on_ready: Any = None) -> None:
         async def main() -> None:
             await self._start()
+            if threading.current_thread() is threading.main_thread():
+                import signal
+
+                assert self._stopped is not None
+                self._loop.add_signal_handler(signal.SIGTERM, self._stopped.set)  # graceful stop
             if on_ready is not None:
                 on_ready(self)
             assert self._stopped is not None
@@ -346,4 +351,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         server.serve_forever(on_ready=ready)
     except OSError as exc:
         raise UserError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
     return 0

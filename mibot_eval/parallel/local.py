@@ -18,6 +18,7 @@ worker is replaced and its episode retried once (see dispatch.py).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class LocalPool:
         init = codec.pack({
             "policy_url": urls[slot % len(urls)] if urls else None,
             "supports_prefix": bool(getattr(self.policy, "supports_prefix", False)),
+            "render_threads": max(1, (os.cpu_count() or 1) // max(1, self.options.workers)),
         })
         process = self.ctx.Process(target=worker_main, args=(child, init), daemon=True,
                                    name=f"mibot-sim-{slot}")
@@ -260,6 +262,10 @@ def run_local(plans: list[Any], policy: Any, options: ParallelOptions, store: An
               context: dict[str, Any], records: list[dict[str, Any]], finished: set[str],
               render: str = "lazy") -> dict[str, Any]:
     """Run the plans' unfinished episodes in worker processes; returns batching statistics."""
+    if options.policy_urls:  # the workers talk to the server(s); an idle connection here would
+        close = getattr(policy, "close", None)  # make the server wait for it before batching
+        if close is not None:
+            close()
     ledger, dispatch = start_ledger(plans, store, videos, context, records, finished)
     pool = LocalPool(plans, policy, options, dispatch, render=render, fps=videos.fps)
     try:

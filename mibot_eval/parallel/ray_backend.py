@@ -23,6 +23,7 @@ token authentication and keep its ports off untrusted networks).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any
 
@@ -41,6 +42,31 @@ def _import_ray() -> Any:
     except ImportError:
         raise UserError("--backend ray needs Ray: pip install 'mibot-eval[ray]'") from None
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes (ray.init retries a dead GCS address for a long time)."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"--ray-address must be auto, local or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise UserError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); "
+                        "start one with `ray start --head` or use --ray-address auto/local") from None
+
+
+def _loopback_only() -> None:
+    """A private instance on this machine needs no reachable address: keep Ray on 127.0.0.1 even
+    if ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set (Ray 2.60 reads it at
+    import; its services look the flag up at call time)."""
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - other Ray layouts: the env var alone applies
+        return
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 class SimActor:
@@ -114,12 +140,16 @@ class RayCluster:
 
     def _start(self) -> None:
         address = self.options.ray_address
+        _check_reachable(address)
         if address == "local":  # one machine: keep all of Ray's and our traffic on loopback
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = self.ray = _import_ray()
+        if address == "local":
+            _loopback_only()
         env_vars = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
         env_vars.setdefault("MUJOCO_GL", "egl")
         env_vars.update({"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
+        env_vars.setdefault("LP_NUM_THREADS", os.environ.get("LP_NUM_THREADS", "1"))  # 1 CPU each
         if address == "local":
             env_vars["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,

@@ -42,11 +42,17 @@ from mibot_eval.types import PolicyRequest
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def prepare_process_env() -> None:
-    """Set before anything imports MuJoCo or torch in a simulator process."""
+def prepare_process_env(render_threads: int = 1) -> None:
+    """Set before anything imports MuJoCo or torch in a simulator process.
+
+    render_threads: Mesa llvmpipe's rasterizer threads (software EGL; ignored by GPU drivers), this
+    worker's share of the CPUs, so N workers do not each start one thread per core. An explicit
+    LP_NUM_THREADS in the environment wins.
+    """
     os.environ.setdefault("MUJOCO_GL", "egl")
     for name in THREAD_ENV:
         os.environ[name] = "1"
+    os.environ.setdefault("LP_NUM_THREADS", str(max(1, int(render_threads))))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -164,9 +170,9 @@ class PipePolicy:
 
 def worker_main(conn: Any, init: bytes) -> None:
     """Entry point of a spawned simulator process (see the module docstring for the protocol)."""
-    prepare_process_env()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     config = codec.unpack(init)
+    prepare_process_env(int(config.get("render_threads") or 1))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     if config.get("policy_url"):
         from mibot_eval.policy.remote import RemotePolicy
 

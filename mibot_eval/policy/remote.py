@@ -55,7 +55,7 @@ class RemotePolicy:
         try:
             conn = connect(self.url, open_timeout=OPEN_TIMEOUT_S, compression=None,
                            max_size=MAX_REPLY_BYTES, ping_interval=self.ping_interval,
-                           ping_timeout=self.ping_timeout, proxy=None)
+                           ping_timeout=self.ping_timeout, proxy=None, legacy=True)
         except (OSError, TimeoutError) as exc:
             raise UserError(f"cannot reach the policy server at {self.url} ({exc}); "
                             "start it with `mibot-eval serve CHECKPOINT --host ... --port ...`") from None
@@ -78,7 +78,9 @@ class RemotePolicy:
 
     @property
     def hello(self) -> dict[str, Any]:
-        self._connect()
+        """The server's hello (connects once; kept after `close`)."""
+        if self._hello is None:
+            self._connect()
         assert self._hello is not None
         return self._hello
 
