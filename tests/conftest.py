@@ -30,3 +30,21 @@ def tiny_checkpoint() -> Path:
     from mibot_eval.tiny import ensure_tiny_checkpoint
 
     return ensure_tiny_checkpoint()
+
+
+@pytest.fixture()
+def checkpoint_dir(tmp_path: Path) -> Path:
+    """A local checkpoint folder (config.json only) for runs that inject their own policy."""
+    folder = tmp_path / "my-ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "mibot"}')
+    return folder
+
+
+@pytest.fixture()
+def fakesim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the fast fake simulator adapter (tests/parallel_fakes.py) as 'fakesim'."""
+    from mibot_eval.suites import base
+    from tests.parallel_fakes import ADAPTER_ENTRY
+
+    monkeypatch.setitem(base.ADAPTERS, "fakesim", ADAPTER_ENTRY)

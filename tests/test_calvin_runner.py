@@ -36,14 +36,6 @@ def standin(monkeypatch):
     return factories
 
 
-@pytest.fixture()
-def checkpoint_dir(tmp_path):
-    folder = tmp_path / "my-ckpt"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "mibot"}')
-    return folder
-
-
 class InterruptingPolicy(ChunkPolicy):
     def __init__(self, at: int) -> None:
         super().__init__()

@@ -13,25 +13,13 @@ import pytest
 from mibot_eval.errors import UserError
 from mibot_eval.runner import RunRequest, execute
 from tests.fakes import ScriptedPolicy
-from tests.parallel_fakes import ADAPTER_ENTRY, write_suite
+from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import outcome, records
 
 pytest.importorskip("msgpack", reason="worker pipes speak msgpack: pip install 'mibot-eval[serve]'")
 
 
-@pytest.fixture(autouse=True)
-def fakesim(monkeypatch):
-    from mibot_eval.suites import base
-
-    monkeypatch.setitem(base.ADAPTERS, "fakesim", ADAPTER_ENTRY)
-
-
-@pytest.fixture()
-def checkpoint_dir(tmp_path):
-    folder = tmp_path / "my-ckpt"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "mibot"}')
-    return folder
+pytestmark = pytest.mark.usefixtures("fakesim")
 
 
 def _run(tmp_path, checkpoint_dir, faults, name="run", **kw):

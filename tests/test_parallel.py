@@ -15,25 +15,10 @@ from mibot_eval.parallel.plan import WorkQueue, group_by_task, partition
 from mibot_eval.runner import RunRequest, execute
 from mibot_eval.types import EpisodeSpec, Observation, PolicyRequest
 from tests.fakes import ScriptedPolicy
-from tests.parallel_fakes import ADAPTER_ENTRY, write_suite
+from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import libero_request, outcome, records, reference_outcome
 
 pytest.importorskip("msgpack", reason="worker pipes speak msgpack: pip install 'mibot-eval[serve]'")
-
-
-@pytest.fixture()
-def fakesim(monkeypatch):
-    from mibot_eval.suites import base
-
-    monkeypatch.setitem(base.ADAPTERS, "fakesim", ADAPTER_ENTRY)
-
-
-@pytest.fixture()
-def checkpoint_dir(tmp_path):
-    folder = tmp_path / "my-ckpt"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "mibot"}')
-    return folder
 
 
 class BatchRecordingPolicy(ScriptedPolicy):

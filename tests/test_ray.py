@@ -10,7 +10,7 @@ import pytest
 
 from mibot_eval.runner import RunRequest, execute
 from tests.fakes import ScriptedPolicy
-from tests.parallel_fakes import ADAPTER_ENTRY, write_suite
+from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import libero_request, outcome, records, reference_outcome
 
 # not imported here: a private instance keeps Ray on loopback, which Ray reads when first imported
@@ -30,13 +30,8 @@ def test_ray_run_matches_the_single_process_run(tmp_path, tiny_checkpoint) -> No
     assert manifest["policy"]["kind"] == "remote" and manifest["checkpoint"]["name"] == "tiny"
 
 
-def test_ray_lost_actor_costs_only_its_episode(tmp_path, monkeypatch) -> None:
-    from mibot_eval.suites import base
-
-    monkeypatch.setitem(base.ADAPTERS, "fakesim", ADAPTER_ENTRY)
-    checkpoint = tmp_path / "my-ckpt"
-    checkpoint.mkdir()
-    (checkpoint / "config.json").write_text('{"model_type": "mibot"}')
+def test_ray_lost_actor_costs_only_its_episode(tmp_path, fakesim, checkpoint_dir) -> None:
+    checkpoint = checkpoint_dir
     suite = write_suite(tmp_path, tasks=2, episodes=2, max_steps=12, faults={
         "fake/0/1": "step:crash_once", "fake/1/0": "step:crash"})
     request = RunRequest(checkpoint=str(checkpoint), suites=[str(suite)], video="none",

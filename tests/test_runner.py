@@ -12,14 +12,6 @@ from tests.fakes import ScriptedPolicy
 pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
 
 
-@pytest.fixture()
-def checkpoint_dir(tmp_path):
-    folder = tmp_path / "my-ckpt"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "mibot"}')
-    return folder
-
-
 def _request(tmp_path, checkpoint_dir, **kw) -> RunRequest:
     base = dict(
         checkpoint=str(checkpoint_dir), suites=["libero_spatial"], tasks=[0], episodes_per_task=2,

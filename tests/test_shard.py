@@ -14,25 +14,10 @@ from mibot_eval.errors import UserError
 from mibot_eval.runner import RunRequest, execute
 from mibot_eval.shard import merge_runs
 from tests.fakes import ScriptedPolicy
-from tests.parallel_fakes import ADAPTER_ENTRY, write_suite
+from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import libero_request, outcome, records, reference_outcome
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture()
-def fakesim(monkeypatch):
-    from mibot_eval.suites import base
-
-    monkeypatch.setitem(base.ADAPTERS, "fakesim", ADAPTER_ENTRY)
-
-
-@pytest.fixture()
-def checkpoint_dir(tmp_path):
-    folder = tmp_path / "my-ckpt"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"model_type": "mibot"}')
-    return folder
 
 
 def _run(tmp_path, checkpoint_dir, suite, **kw) -> Path:
