@@ -33,3 +33,33 @@ class ScriptedPolicy:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "scripted", "horizon": self.horizon}
+
+
+class RecordingPolicy(ScriptedPolicy):
+    """Scripted chunks; keeps a copy (bytes) of every observation it was shown."""
+
+    def __init__(self, horizon: int = 10, scale: float = 0.8) -> None:
+        super().__init__(horizon=horizon, scale=scale)
+        self.seen: list[tuple[dict[str, bytes], bytes, str]] = []
+
+    def infer(self, requests: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        for r in requests:
+            images = {k: v.tobytes() for k, v in r.observation.images.items()}
+            self.seen.append((images, r.observation.state.tobytes(), r.observation.instruction))
+        return super().infer(requests)
+
+
+class InterruptAt:
+    """Mixin for a recording test policy: raise KeyboardInterrupt (as Ctrl-C would) at the n-th
+    request."""
+
+    requests: list[PolicyRequest]
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def infer(self, requests: Sequence[PolicyRequest]) -> list[np.ndarray]:
+        if len(self.requests) + 1 == self.at:
+            raise KeyboardInterrupt
+        return super().infer(requests)  # type: ignore[misc]

@@ -12,6 +12,7 @@ from mibot_eval.runner import RunRequest, execute
 from mibot_eval.suites.base import make_adapter
 from mibot_eval.suites.calvin import DATA_DIR, calvin_summary, load_sequences
 from tests.calvin_standin import ChunkPolicy, EnvFactory, StandInTasks
+from tests.fakes import InterruptAt
 
 # Stand-in oracle: these subtasks need this many steps at x = 1; any other subtask never succeeds
 # (so a sequence reaching one fails after 360 steps).
@@ -36,15 +37,8 @@ def standin(monkeypatch):
     return factories
 
 
-class InterruptingPolicy(ChunkPolicy):
-    def __init__(self, at: int) -> None:
-        super().__init__()
-        self.at = at
-
-    def infer(self, requests):
-        if len(self.requests) + 1 == self.at:
-            raise KeyboardInterrupt
-        return super().infer(requests)
+class InterruptingPolicy(InterruptAt, ChunkPolicy):
+    """Raises KeyboardInterrupt (as Ctrl-C would) at the n-th request."""
 
 
 def _records(run_dir):

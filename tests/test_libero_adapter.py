@@ -9,7 +9,7 @@ from mibot_eval.config import load_suite
 from mibot_eval.episode import run_episode
 from mibot_eval.execution import ChunkScheduler, ExecutionConfig
 from mibot_eval.suites.libero import LiberoAdapter, quat_to_axis_angle
-from tests.fakes import ScriptedPolicy
+from tests.fakes import RecordingPolicy
 
 pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
 
@@ -26,20 +26,6 @@ def lazy() -> LiberoAdapter:
     adapter = LiberoAdapter(load_suite("libero_spatial"), render="lazy")
     yield adapter
     adapter.close()
-
-
-class RecordingPolicy(ScriptedPolicy):
-    """Scripted chunks; keeps a copy of every observation it was shown."""
-
-    def __init__(self) -> None:
-        super().__init__(horizon=10, scale=0.8)
-        self.seen: list[tuple[dict[str, bytes], bytes, str]] = []
-
-    def infer(self, requests):
-        for r in requests:
-            images = {k: v.tobytes() for k, v in r.observation.images.items()}
-            self.seen.append((images, r.observation.state.tobytes(), r.observation.instruction))
-        return super().infer(requests)
 
 
 def _run(adapter: LiberoAdapter, trial: int, max_steps: int = 25):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mibot_eval.runner import RunRequest, execute
-from tests.fakes import ScriptedPolicy
+from tests.fakes import InterruptAt, ScriptedPolicy
 
 pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
 
@@ -20,17 +20,8 @@ def _request(tmp_path, checkpoint_dir, **kw) -> RunRequest:
     return RunRequest(**{**base, **kw})
 
 
-class InterruptingPolicy(ScriptedPolicy):
+class InterruptingPolicy(InterruptAt, ScriptedPolicy):
     """Raises KeyboardInterrupt (as Ctrl-C would) at the n-th request."""
-
-    def __init__(self, at: int) -> None:
-        super().__init__()
-        self.at = at
-
-    def infer(self, requests):
-        if len(self.requests) + 1 == self.at:
-            raise KeyboardInterrupt
-        return super().infer(requests)
 
 
 def test_run_records_every_episode_and_resumes_after_interrupt(tmp_path, checkpoint_dir) -> None:

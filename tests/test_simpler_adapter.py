@@ -11,22 +11,8 @@ from mibot_eval.errors import UserError
 from mibot_eval.execution import ChunkScheduler, ExecutionConfig
 from mibot_eval.suites.simpler import SimplerAdapter
 from mibot_eval.suites.simpler_convert import bridge_state, fractal_state, preprocess_image
-from tests.fakes import ScriptedPolicy
+from tests.fakes import RecordingPolicy
 from tests.simpler_standin import StandinBackend, make_assets
-
-
-class RecordingPolicy(ScriptedPolicy):
-    """Scripted chunks of the SimplerEnv length (4); keeps every observation it was shown."""
-
-    def __init__(self) -> None:
-        super().__init__(horizon=4, scale=0.5)
-        self.seen: list[tuple[dict[str, bytes], bytes, str]] = []
-
-    def infer(self, requests):
-        for r in requests:
-            images = {k: v.tobytes() for k, v in r.observation.images.items()}
-            self.seen.append((images, r.observation.state.tobytes(), r.observation.instruction))
-        return super().infer(requests)
 
 
 def make_adapter(tmp_path, suite="simpler_google_vm", render="lazy", done_fn=None, deleted=None,
@@ -43,7 +29,7 @@ def spec_of(adapter, task_id, trial=0):
 
 
 def run(adapter, spec, max_steps=None):
-    policy = RecordingPolicy()
+    policy = RecordingPolicy(horizon=4, scale=0.5)
     sched = ChunkScheduler(ExecutionConfig("sync", 4), adapter.protocol.hold_action)
     result = run_episode(adapter, policy, spec, sched, adapter.protocol.default_robot_type,
                          max_steps or adapter.protocol.max_steps)
@@ -169,8 +155,8 @@ def test_video_recording_renders_every_step(tmp_path) -> None:
     adapter.record_video = True
     frames = []
     sched = ChunkScheduler(ExecutionConfig("sync", 4), adapter.protocol.hold_action)
-    run_episode(adapter, RecordingPolicy(), spec_of(adapter, 0), sched, "fractal_delta", 8,
-                on_frame=frames.append)
+    policy = RecordingPolicy(horizon=4, scale=0.5)
+    run_episode(adapter, policy, spec_of(adapter, 0), sched, "fractal_delta", 8, on_frame=frames.append)
     assert len(frames) == 9 and frames[0].shape == (512, 640, 3)
     assert backend.envs[-1].unwrapped.renders == 9
     assert not np.array_equal(frames[0], frames[8])
