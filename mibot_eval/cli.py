@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from mibot_eval import __version__
+from mibot_eval.arg_types import int_list as _int_list
+from mibot_eval.arg_types import str_list as _str_list
 from mibot_eval.errors import UserError
 
 EPILOG = """examples:
@@ -15,29 +17,6 @@ EPILOG = """examples:
   mibot-eval run --checkpoint Xiaomi-Robotics-0-LIBERO          # full official LIBERO protocol
   mibot-eval report results/tiny__libero__sync
 """
-
-
-def _int_list(text: str) -> list[int]:
-    """'0,3,5' or ranges like '0-99' (inclusive), or both: '0-2,7'."""
-    values: list[int] = []
-    try:
-        for part in text.replace(",", " ").split():
-            first, sep, last = part.partition("-")
-            if sep and first:
-                if int(last) < int(first):
-                    raise ValueError(part)
-                values += range(int(first), int(last) + 1)
-            else:
-                values.append(int(part))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers or ranges like '0,3,5' or '0-99', got {text!r}"
-        ) from None
-    return values
-
-
-def _str_list(text: str) -> list[str]:
-    return [x for x in text.replace(",", " ").split() if x]
 
 
 def _shard(text: str) -> tuple[int, int]:

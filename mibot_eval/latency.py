@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mibot_eval.arg_types import int_list as _int_list
+from mibot_eval.arg_types import str_list as _str_list
 from mibot_eval.errors import UserError
 from mibot_eval.results.stats import wilson_interval
 
@@ -194,17 +196,6 @@ def _write_outputs(request: SweepRequest, checkpoint: str, suite: str, rows: lis
     plot(folder / PNG_NAME, rows, f"{checkpoint} on {suite}: success vs inference delay "
          f"(async, prefix: {prefix})", control_hz)
     return folder
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like '0,2,4', got {text!r}") from None
-
-
-def _str_list(text: str) -> list[str]:
-    return [x for x in text.replace(",", " ").split() if x]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
