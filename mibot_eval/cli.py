@@ -130,9 +130,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = execute(request)
     print(f"results: {run_dir}")
     if not args.no_report:
-        from mibot_eval.results.report import report_run
+        from mibot_eval.results.commands import publish_run
 
-        print(report_run(run_dir, leaderboard_csv=args.results / "leaderboard.csv"))
+        print(publish_run(run_dir, args.results / "leaderboard.csv"))
     return 0
 
 

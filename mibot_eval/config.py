@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 from mibot_eval.errors import UserError
 
 EXECUTION_MODES = ("sync", "async")
+SEED_LANGUAGES = ("instruction", "prompt")
+CAPITALIZE_RULES = ("python", "first_letter", "none")
 
 
 def project_root() -> Path:
@@ -70,6 +73,63 @@ def _vector(data: dict[str, Any], key: str, length: int, path: Path) -> tuple[fl
 
 
 @dataclass(frozen=True)
+class SeedRule:
+    """How the release's client builds the dict it hashes into each request's noise seed.
+
+    images: (prompt view label, key in the client's `model_inputs`) in prompt order.
+    state_shape: shape of the zero-padded float64 state as the client sends it.
+    language: "instruction" = the instruction before the client appends its "." (LIBERO, CALVIN),
+      "prompt" = the full chat prompt (SimplerEnv).
+    """
+
+    images: tuple[tuple[str, str], ...]
+    state_shape: tuple[int, ...]
+    language: str
+
+    @property
+    def state_width(self) -> int:
+        return math.prod(self.state_shape)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"images": dict(self.images), "state_shape": list(self.state_shape),
+                "language": self.language}
+
+
+def _seed_rule(data: dict[str, Any], path: Path) -> SeedRule:
+    raw = _require(data, "request_seed", dict, path)
+    images = raw.get("images")
+    if not isinstance(images, dict) or not images or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in images.items()
+    ):
+        raise UserError(f"{path}: request_seed.images must map prompt view labels to input keys")
+    shape = raw.get("state_shape")
+    if not isinstance(shape, list) or not shape or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
+    ):
+        raise UserError(f"{path}: request_seed.state_shape must be a list of positive ints, got {shape!r}")
+    language = raw.get("language")
+    if language not in SEED_LANGUAGES:
+        raise UserError(f"{path}: request_seed.language must be one of {SEED_LANGUAGES}, got {language!r}")
+    fmt = data.get("instruction_format") or {}
+    if language == "instruction" and not (isinstance(fmt, dict) and fmt.get("append_period") is True):
+        raise UserError(f"{path}: request_seed.language 'instruction' hashes the text before the "
+                        "appended period: it needs instruction_format.append_period: true")
+    return SeedRule(tuple(images.items()), tuple(shape), str(language))
+
+
+def _instruction_format(data: dict[str, Any], path: Path) -> None:
+    fmt = data.get("instruction_format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or set(fmt) - {"capitalize", "append_period"}:
+        raise UserError(f"{path}: instruction_format takes 'capitalize' and 'append_period', got {fmt!r}")
+    if fmt.get("capitalize", "none") not in CAPITALIZE_RULES:
+        raise UserError(f"{path}: instruction_format.capitalize must be one of {CAPITALIZE_RULES}")
+    if not isinstance(fmt.get("append_period", False), bool):
+        raise UserError(f"{path}: instruction_format.append_period must be true or false")
+
+
+@dataclass(frozen=True)
 class SuiteProtocol:
     """One suite's evaluation protocol, exactly as its YAML states it (plus explicit overrides)."""
 
@@ -86,6 +146,7 @@ class SuiteProtocol:
     hold_action: tuple[float, ...]
     control_hz: float
     execution: str
+    request_seed: SeedRule
     params: dict[str, Any] = field(default_factory=dict)  # adapter-specific fields, validated there
     source: str = ""
 
@@ -93,7 +154,18 @@ class SuiteProtocol:
         """Everything that determines results (not where the YAML was read from)."""
         data = {k: v for k, v in self.__dict__.items() if k != "source"}
         data["hold_action"] = list(self.hold_action)
+        data["request_seed"] = self.request_seed.as_dict()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SuiteProtocol:
+        """Inverse of `as_dict` plus `source` (how a worker process rebuilds a suite's protocol)."""
+        data = dict(data)
+        data["hold_action"] = tuple(data["hold_action"])
+        seed = data["request_seed"]
+        data["request_seed"] = SeedRule(tuple(dict(seed["images"]).items()), tuple(seed["state_shape"]),
+                                        str(seed["language"]))
+        return cls(**data)
 
     def protocol_hash(self) -> str:
         blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
@@ -138,7 +210,9 @@ def load_suite(name_or_path: str) -> SuiteProtocol:
         "hold_action": _vector(data, "hold_action", action_dim, path),
         "control_hz": float(_require(data, "control_hz", (int, float), path)),
         "execution": execution,
+        "request_seed": _seed_rule(data, path),
     }
+    _instruction_format(data, path)
     for key in ("num_tasks", "episodes_per_task", "max_steps", "replan_steps", "action_dim"):
         if core[key] <= 0:
             raise UserError(f"{path}: field '{key}' must be positive, got {core[key]}")

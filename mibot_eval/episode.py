@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mibot_eval.config import SeedRule
 from mibot_eval.execution import ChunkScheduler
 from mibot_eval.policy.base import Policy
+from mibot_eval.policy.seed import release_seed
 from mibot_eval.suites.base import SuiteAdapter
 from mibot_eval.types import EpisodeResult, EpisodeSpec, PolicyRequest
 
@@ -32,8 +34,13 @@ def run_episode(
     max_steps: int,
     on_frame: FrameSink | None = None,
     clock: Clock = time.perf_counter,
+    seed_rule: SeedRule | None = None,
 ) -> EpisodeResult:
     """Reset, then act until success or `max_steps` env steps after the protocol's wait.
+
+    seed_rule: the suite's `request_seed`; every request then carries the seed the release's client
+    would send (recorded, in order, as metrics.request_seeds). The instruction of each request is
+    recorded when it changes (metrics.instructions_sent: [[step, text], ...]).
 
     clock times each inference call; its readings are the latencies the scheduler converts into
     delay steps with `--delay measured` (tests inject a fake clock).
@@ -50,6 +57,8 @@ def run_episode(
         if frame is not None:
             on_frame(frame)
     success, steps = False, 0
+    seeds: list[int] = []
+    instructions: list[list[object]] = []
     for step in range(1, max_steps + 1):
         steps = step
         requests = 0
@@ -57,7 +66,12 @@ def run_episode(
             if requests == MAX_REQUESTS_PER_STEP:
                 raise RuntimeError(f"scheduler asked for more than {requests} requests in one step")
             requests += 1
-            request = PolicyRequest(observation, robot_type, prefix=scheduler.prefix())
+            seed = None if seed_rule is None else release_seed(observation, robot_type, seed_rule)
+            request = PolicyRequest(observation, robot_type, prefix=scheduler.prefix(), seed=seed)
+            if seed is not None:
+                seeds.append(seed)
+            if not instructions or instructions[-1][1] != observation.instruction:
+                instructions.append([step - 1, observation.instruction])
             t0 = clock()
             chunk = policy.infer([request])[0]
             latency = clock() - t0
@@ -80,6 +94,9 @@ def run_episode(
             break
     timings["total_s"] = time.perf_counter() - start
     metrics = scheduler.stats.as_metrics()
+    metrics["instructions_sent"] = instructions
+    if seed_rule is not None:
+        metrics["request_seeds"] = seeds
     episode_metrics = getattr(adapter, "episode_metrics", None)
     if episode_metrics is not None:
         metrics.update(episode_metrics() or {})

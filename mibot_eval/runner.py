@@ -20,13 +20,14 @@ from mibot_eval.errors import UserError
 from mibot_eval.execution import ChunkScheduler, ExecutionConfig, make_execution_config
 from mibot_eval.policy.base import Policy
 from mibot_eval.policy.checkpoint import ResolvedCheckpoint, fingerprint, resolve_checkpoint_dir
-from mibot_eval.results.manifest import git_commit, host_info, package_versions
+from mibot_eval.results.manifest import TRACKED_PACKAGES, git_commit, host_info, package_versions
 from mibot_eval.results.store import RunStore, episode_record, utc_now
-from mibot_eval.suites.base import SuiteAdapter, make_adapter
+from mibot_eval.suites.base import SIMULATOR_PACKAGES, SuiteAdapter, make_adapter
 from mibot_eval.types import EpisodeResult, EpisodeSpec, PolicyRequest
 from mibot_eval.video import VideoPolicy
 
 MAX_CONSECUTIVE_ERRORS = 5
+EPISODE_ATTEMPTS = 2  # an exception inside an episode: retried once on a rebuilt env, then an error
 
 
 @dataclass
@@ -130,6 +131,7 @@ def build_manifest(
                 "robot_type": p.robot_type,
                 "source": p.protocol.source,
                 "simulator": getattr(p.adapter, "describe", dict)(),
+                "simulator_packages": package_versions(SIMULATOR_PACKAGES.get(p.protocol.adapter, ())),
             }
             for p in plans
         },
@@ -137,7 +139,8 @@ def build_manifest(
         "expected_episodes": {p.protocol.name: len(p.episodes) for p in plans},
         "policy": policy,
         "render": request.render,
-        "packages": package_versions(),
+        "packages": package_versions(tuple(dict.fromkeys(
+            TRACKED_PACKAGES + sum((SIMULATOR_PACKAGES.get(p.protocol.adapter, ()) for p in plans), ())))),
         "git_commit": git_commit(),
         "host": host_info(),
         "command": sys.argv,
@@ -343,7 +346,8 @@ class TracePolicy:
         chunks = self.inner.infer(requests)
         for request, chunk in zip(requests, chunks, strict=True):
             obs, d = request.observation, self._digest
-            d.update(np.ascontiguousarray(obs.state, dtype=np.float32).tobytes())
+            d.update(np.ascontiguousarray(obs.state, dtype=np.float64).tobytes())
+            d.update(str(request.seed).encode())
             for label, image in obs.images.items():
                 d.update(label.encode())
                 d.update(np.ascontiguousarray(image).tobytes())
@@ -364,21 +368,35 @@ def run_one(
     adapter: SuiteAdapter, policy: Policy, spec: EpisodeSpec, execution: ExecutionConfig,
     protocol: SuiteProtocol, robot_type: str, on_frame: Callable[[np.ndarray], None] | None = None,
 ) -> EpisodeResult:
-    """One episode wherever it runs (this process, a worker process, a Ray actor): a UserError
-    stops the run, any other exception becomes an error record (never a failure)."""
-    scheduler = ChunkScheduler(execution, protocol.hold_action)
-    tracer = TracePolicy(policy)
-    try:
-        result = run_episode(
-            adapter, tracer, spec, scheduler, robot_type, protocol.max_steps, on_frame=on_frame,
-        )
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - recorded as an error episode, never as a failure
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return EpisodeResult(spec=spec, success=False, steps=0, status="error", error=detail)
-    result.metrics["trace_sha"] = tracer.hexdigest()
-    return result
+    """One episode wherever it runs (this process, a worker process, a Ray actor).
+
+    A UserError stops the run. Any other exception is taken for an infrastructure failure: the
+    adapter is closed (its env is rebuilt) and the episode retried once; a second exception becomes
+    an error record, which the statistics count as a failure, as the release does.
+    """
+    reasons: list[str] = []
+    while True:
+        scheduler = ChunkScheduler(execution, protocol.hold_action)
+        tracer = TracePolicy(policy)
+        try:
+            result = run_episode(
+                adapter, tracer, spec, scheduler, robot_type, protocol.max_steps, on_frame=on_frame,
+                seed_rule=protocol.request_seed,
+            )
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried once, then an error record (a failure)
+            reasons.append(traceback.format_exception_only(type(exc), exc)[-1].strip())
+            with contextlib.suppress(Exception):
+                adapter.close()
+            if len(reasons) < EPISODE_ATTEMPTS:
+                continue
+            return EpisodeResult(spec=spec, success=False, steps=0, status="error", error=reasons[-1],
+                                 metrics={"attempts": len(reasons), "retried_after": reasons[:-1]})
+        result.metrics["trace_sha"] = tracer.hexdigest()
+        if reasons:
+            result.metrics.update(attempts=len(reasons) + 1, retried_after=reasons)
+        return result
 
 
 def _run_one(plan: SuitePlan, policy: Policy, spec: EpisodeSpec, videos: VideoPolicy) -> EpisodeResult:

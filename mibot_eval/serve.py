@@ -4,9 +4,12 @@ Protocol (version 1; every frame is binary msgpack, arrays as in mibot_eval.para
   server -> client on connect   {"type": "hello", "protocol": 1, "max_message_bytes", "checkpoint",
                                  "policy", "robot_types", "supports_prefix", "batch_size"}
   client -> server              {"type": "infer", "id": N, "requests": [request, ...]}
-                                 request = {"images": {label: uint8 HxWx3}, "state": float32 (S,),
+                                 request = {"images": {label: uint8 HxWx3},
+                                            "state": float64 (S,) (float32 accepted),
                                             "instruction": str, "robot_type": str,
-                                            "prefix": null | float (P, D)}
+                                            "prefix": null | float (P, D),
+                                            "seed": null | int in [0, 2**32) (the client's
+                                            release seed, passed to the model unchanged)}
   server -> client              {"type": "result", "id": N, "chunks": [float32 (T, D), ...]}
                                  {"type": "error", "id": N | null, "error": "..."}
 A malformed, wrongly typed or out-of-range message gets an error reply and the connection stays

@@ -193,5 +193,5 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     if not args.no_report and summary["episodes"]:
         from mibot_eval.results.report import report_run
 
-        print(report_run(args.output, leaderboard_csv=None))
+        print(report_run(args.output))
     return 0

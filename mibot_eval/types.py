@@ -33,7 +33,8 @@ class Observation:
     """What the policy sees at one query.
 
     images: prompt view label (e.g. "Base View", "Left-Wrist View") -> HxWx3 uint8, in prompt order.
-    state: the suite's raw proprioceptive state (the policy pads it to the model's width).
+    state: the suite's raw proprioceptive state, float64 as the release's clients send it (the
+    policy pads it to the model's width and casts it once to the model dtype).
     """
 
     images: dict[str, np.ndarray]
@@ -47,11 +48,14 @@ class PolicyRequest:
 
     prefix: optional (P, action_dim) actions already committed for execution while this request is
     inferred (asynchronous execution); policies that cannot condition on it ignore it and say so.
+    seed: the flow-matching noise seed, derived by the client exactly as the release's clients do
+    (policy/seed.py, from the suite's `request_seed` rule); None: the policy derives one itself.
     """
 
     observation: Observation
     robot_type: str
     prefix: np.ndarray | None = None
+    seed: int | None = None
 
 
 @dataclass

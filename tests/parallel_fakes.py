@@ -37,6 +37,8 @@ def write_suite(folder: Path, name: str = "fake", tasks: int = 2, episodes: int 
         "default_robot_type": "libero_all", "num_tasks": tasks, "episodes_per_task": episodes,
         "seed": 7, "max_steps": max_steps, "replan_steps": 5, "action_dim": 7,
         "hold_action": [0, 0, 0, 0, 0, 0, -1], "control_hz": 20, "execution": "sync",
+        "instruction_format": {"capitalize": "none", "append_period": True},
+        "request_seed": {"images": {"Base View": "base"}, "state_shape": [32], "language": "instruction"},
         "faults": faults or {}, "marker_dir": str(markers), "step_sleep": step_sleep,
         "success_at": success_at,
     }

@@ -43,9 +43,14 @@ def make(thresholds=None, render="lazy", suite="calvin_abc_d", protocol=None, **
     return adapter, factory, oracle
 
 
+def spec_for(adapter, index):
+    """The episode of the sequence at file index `index` (--tasks counts positions in the release order)."""
+    return adapter.episodes(tasks=[adapter.order.index(index)])[0]
+
+
 def run(adapter, seq=0, policy=None, max_steps=None):
     policy = policy or ChunkPolicy()
-    spec = adapter.episodes(tasks=[seq])[0]
+    spec = spec_for(adapter, seq)
     scheduler = ChunkScheduler(ExecutionConfig("sync", adapter.protocol.replan_steps),
                                adapter.protocol.hold_action)
     result = run_episode(adapter, policy, spec, scheduler, adapter.protocol.default_robot_type,
@@ -65,8 +70,9 @@ EXPECTED = {
 }
 EXPECTED_PARAMS = {
     "subtasks_per_sequence": 5, "subtask_max_steps": 360, "gripper_threshold": 0.0,
-    "instruction_format": {"capitalize_first": True, "append_period": True},
+    "instruction_format": {"capitalize": "python", "append_period": True},
     "crop_ratio": 0.95, "resize_interpolation": "bilinear", "fresh_env_per_sequence": True,
+    "sequence_order": {"shuffle_seed": 42},
     "calvin_env_commit": "797142c588c21e76717268b7b430958dbd13bf48",
     "env": {
         "scene": "calvin_scene_D", "robot": "panda_longer_finger", "cameras": ["static", "gripper"],
@@ -93,7 +99,8 @@ def test_yaml_protocol_parameters(suite: str, robot_type: str) -> None:
         key = line.split(":")[0].strip()
         if line.startswith(" ") or not key or line.startswith("#"):
             continue
-        if key not in ("name", "benchmark", "adapter", "instruction_format", "env", "data"):
+        if key not in ("name", "benchmark", "adapter", "instruction_format", "request_seed", "env", "data",
+                       "sequence_order"):
             assert "#" in line, f"{suite}: no source comment on {line!r}"
 
 
@@ -112,14 +119,21 @@ def test_registry_builds_the_adapter_with_options() -> None:
 
 
 # -- episodes -----------------------------------------------------------------------------------
-def test_episodes_are_sequences() -> None:
+RELEASE_FIRST_TEN = [776, 507, 895, 922, 33, 483, 85, 750, 354, 523]  # protocols.md, CALVIN order
+
+
+def test_episodes_are_sequences_in_the_release_order() -> None:
     adapter, _, _ = make()
     specs = adapter.episodes()
-    assert len(specs) == 1000 and [s.task_id for s in specs] == list(range(1000))
-    assert specs[42].task_name == "seq0042" and specs[42].key == "calvin_abc_d/42/0"
+    assert len(specs) == 1000 and sorted(s.task_id for s in specs) == list(range(1000))
+    assert [s.task_id for s in specs[:10]] == RELEASE_FIRST_TEN  # random.seed(42); shuffle
+    by_index = {s.task_id: s for s in specs}
+    assert by_index[42].task_name == "seq0042" and by_index[42].key == "calvin_abc_d/42/0"
     assert {s.trial for s in specs} == {0} and {s.seed for s in specs} == {0}
-    assert {s.instruction for s in specs} == {""}
-    assert [s.task_id for s in adapter.episodes(tasks=[7, 3])] == [7, 3]
+    first = adapter.sequences[776][1]
+    assert specs[0].instruction == " -> ".join(adapter.instruction(t) for t in first)
+    assert [s.task_id for s in adapter.episodes(tasks=[7, 3])] == [750, 922]  # positions 7 and 3
+    assert [s.task_id for s in adapter.episodes(tasks=list(range(10)))] == RELEASE_FIRST_TEN
     with pytest.raises(UserError, match="out of range"):
         adapter.episodes(tasks=[1000])
     with pytest.raises(UserError, match="episodes per sequence"):
@@ -128,7 +142,7 @@ def test_episodes_are_sequences() -> None:
 
 def test_reset_goes_to_the_sequence_start_state() -> None:
     adapter, factory, _ = make()
-    spec = adapter.episodes(tasks=[5])[0]
+    spec = spec_for(adapter, 5)
     obs = adapter.reset(spec)
     condition, subtasks = load_sequences(adapter._tasks_yaml.parent / "eval_sequences.json")[5]
     robot_obs, scene_obs = start_state(condition)
@@ -138,8 +152,8 @@ def test_reset_goes_to_the_sequence_start_state() -> None:
     assert obs.instruction == adapter.instruction(subtasks[0])
     assert obs.instruction[0].isupper() and obs.instruction.endswith(".")
     state_after_reset = env.robot.get_observation()[0]  # reset steps the physics once, like calvin_env
-    assert obs.state.dtype == np.float32
-    assert np.array_equal(obs.state, state_after_reset[:7].astype(np.float32))
+    assert obs.state.dtype == np.float64  # as the release client sends it
+    assert np.array_equal(obs.state, np.asarray(state_after_reset[:7], dtype=np.float64))
 
 
 # -- chaining -----------------------------------------------------------------------------------
@@ -180,7 +194,7 @@ def test_success_on_step_360_still_counts(threshold: int, completed: int) -> Non
 
 def test_reset_policy_is_reported_on_switch_with_the_new_observation() -> None:
     adapter, _, _ = make(seq0_thresholds(3, 4))
-    adapter.reset(adapter.episodes(tasks=[0])[0])
+    adapter.reset(spec_for(adapter, 0))
     results = [adapter.step(np.array([1, 0, 0, 0, 0, 0, 1.0]), observe=False) for _ in range(3)]
     assert [r.reset_policy for r in results] == [False, False, True]
     switch = results[-1]
@@ -200,7 +214,7 @@ def test_harness_step_limit_stops_a_sequence() -> None:
 
 def test_step_after_the_end_is_an_error() -> None:
     adapter, _, _ = make(seq0_thresholds(1, 1, 1, 1, 1))
-    adapter.reset(adapter.episodes(tasks=[0])[0])
+    adapter.reset(spec_for(adapter, 0))
     for _ in range(5):
         last = adapter.step(np.array([1, 0, 0, 0, 0, 0, 1.0]), observe=True)
     assert last.success and last.done and last.observation is None  # nothing renders at the end
@@ -212,7 +226,7 @@ def test_step_after_the_end_is_an_error() -> None:
 def test_fresh_env_per_sequence() -> None:
     adapter, factory, _ = make()
     for seq in (0, 1):
-        adapter.reset(adapter.episodes(tasks=[seq])[0])
+        adapter.reset(spec_for(adapter, seq))
     assert len(factory.built) == 2 and factory.built[0].closed and not factory.built[1].closed
     adapter.close()
     assert factory.built[1].closed
@@ -223,7 +237,7 @@ def test_env_reused_when_the_protocol_says_so() -> None:
     protocol = dataclasses.replace(base, params={**base.params, "fresh_env_per_sequence": False})
     adapter, factory, _ = make(protocol=protocol)
     for seq in (0, 1):
-        adapter.reset(adapter.episodes(tasks=[seq])[0])
+        adapter.reset(spec_for(adapter, seq))
     assert len(factory.built) == 1 and len(factory.built[0].resets) == 2
 
 
@@ -251,7 +265,7 @@ def test_lazy_rendering_matches_eager_and_renders_only_queried_steps() -> None:
 def test_record_video_renders_every_step_and_returns_the_raw_static_view() -> None:
     adapter, factory, _ = make(seq0_thresholds(50))
     adapter.record_video = True
-    adapter.reset(adapter.episodes(tasks=[0])[0])
+    adapter.reset(spec_for(adapter, 0))
     for _ in range(4):
         adapter.step(np.array([1, 0, 0, 0, 0, 0, 1.0]), observe=False)
     env = factory.built[0]
@@ -277,7 +291,7 @@ def test_to_env_actions_first_seven_dims_and_binarised_gripper() -> None:
 
 def test_actions_reach_the_env_as_float32_and_hold_keeps_the_gripper() -> None:
     adapter, factory, _ = make()
-    adapter.reset(adapter.episodes(tasks=[0])[0])
+    adapter.reset(spec_for(adapter, 0))
     hold = np.asarray(adapter.protocol.hold_action)
     adapter.step(hold, observe=False)  # start state: gripper open (+1)
     adapter.step(np.array([0.1, 0, 0, 0, 0, 0, -1.0]), observe=False)
@@ -311,19 +325,19 @@ def test_crop_resize_known_output() -> None:
 
 def test_observation_layout() -> None:
     adapter, factory, _ = make()
-    obs = adapter.reset(adapter.episodes(tasks=[0])[0])
+    obs = adapter.reset(spec_for(adapter, 0))
     raw = factory.built[0].get_obs()
     assert list(obs.images) == ["Base View", "Left-Wrist View"]
     for label, key, size in [("Base View", "rgb_static", 200), ("Left-Wrist View", "rgb_gripper", 84)]:
         assert np.array_equal(obs.images[label], center_crop_resize(raw["rgb_obs"][key], 0.95))
         assert obs.images[label].shape == (size, size, 3) and obs.images[label].dtype == np.uint8
-    assert np.array_equal(obs.state, raw["robot_obs"][:7].astype(np.float32))
+    assert obs.state.tobytes() == np.asarray(raw["robot_obs"][:7], dtype=np.float64).tobytes()
 
 
 def test_wrong_camera_size_is_a_clear_error() -> None:
     adapter, _, _ = make(env_kwargs={"static_size": 128})
     with pytest.raises(UserError, match="rgb_static renders"):
-        adapter.reset(adapter.episodes(tasks=[0])[0])
+        adapter.reset(spec_for(adapter, 0))
 
 
 # -- simulator setup ----------------------------------------------------------------------------
@@ -419,10 +433,10 @@ def test_one_live_env_per_process(monkeypatch) -> None:
     config = types.SimpleNamespace(env={})
     first = CalvinAdapter(reuse, env_factory=lambda: calvin_sim.build_env(config), oracle=StandInTasks({}))
     second = CalvinAdapter(base, env_factory=lambda: calvin_sim.build_env(config), oracle=StandInTasks({}))
-    first.reset(first.episodes(tasks=[0])[0])
-    second.reset(second.episodes(tasks=[1])[0])
+    first.reset(spec_for(first, 0))
+    second.reset(spec_for(second, 1))
     assert [env.closed for env in built.built] == [True, False]
-    first.reset(first.episodes(tasks=[2])[0])  # its env was closed by the other adapter: rebuilt
+    first.reset(spec_for(first, 2))  # its env was closed by the other adapter: rebuilt
     assert [env.closed for env in built.built] == [True, True, False]
     assert calvin_sim._LIVE_ENVS == [built.built[2]]
     first.close()

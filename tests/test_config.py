@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mibot_eval.config import load_checkpoints, load_suite, resolve_checkpoint
+from mibot_eval.config import load_checkpoints, load_suite, resolve_checkpoint, suites_dir
 from mibot_eval.errors import UserError
 
 LIBERO_MAX_STEPS = {  # release eval_libero: max steps after the 10 wait steps
@@ -49,7 +49,40 @@ def test_libero_protocol_parameters(name: str, max_steps: int) -> None:
         ["robot0_eef_quat_axis_angle", 3],
         ["robot0_gripper_qpos", 2],
     ]
-    assert p["instruction_format"] == {"capitalize_first": True, "append_period": True}
+    assert p["instruction_format"] == {"capitalize": "python", "append_period": True}
+    assert p["scene_reset"] == "fresh_env_seeded"  # release run_trial: new env, env.seed(7), one reset
+    rule = s.request_seed
+    assert rule.images == (("Base View", "base"), ("Left-Wrist View", "wrist_left"))
+    assert rule.state_shape == (32,) and rule.language == "instruction"
+
+
+@pytest.mark.parametrize("name,shape,language,views", [
+    ("calvin_abc_d", (32,), "instruction", ("base", "wrist_left")),
+    ("calvin_abcd_d", (32,), "instruction", ("base", "wrist_left")),
+    ("simpler_google_vm", (1, 1, 32), "prompt", ("base",)),
+    ("simpler_google_va", (1, 1, 32), "prompt", ("base",)),
+    ("simpler_widowx", (1, 1, 32), "prompt", ("base",)),
+])
+def test_request_seed_rules(name: str, shape: tuple, language: str, views: tuple) -> None:
+    """protocols.md "Per-request noise seed": the dict each release client hashes."""
+    rule = load_suite(name).request_seed
+    assert rule.state_shape == shape and rule.language == language
+    assert tuple(key for _, key in rule.images) == views
+
+
+def test_bad_request_seed_rules_fail_with_one_line(tmp_path) -> None:
+    text = (suites_dir() / "libero_spatial.yaml").read_text()
+    for old, new, match in [
+        ("  language: instruction ", "  language: words ", "request_seed.language"),
+        ("  state_shape: [32]", "  state_shape: [0]", "state_shape"),
+        ("  append_period: true ", "  append_period: false ", "append_period: true"),
+        ("  capitalize: python ", "  capitalize: title ", "capitalize"),
+    ]:
+        path = tmp_path / "bad.yaml"
+        assert old in text, old
+        path.write_text(text.replace(old, new))
+        with pytest.raises(UserError, match=match):
+            load_suite(str(path))
 
 
 def test_protocol_hash_changes_with_overrides() -> None:

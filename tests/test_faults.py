@@ -57,7 +57,9 @@ def test_crashes_and_hangs_are_retried_once_then_recorded_as_errors(tmp_path, ch
     assert hang["status"] == "error" and "exceeded the 3 s time limit" in hang["error"]
     raised = recs["fake/2/1"]
     assert raised["status"] == "error" and "simulated simulator exception" in raised["error"]
-    assert "attempts" not in raised["metrics"]  # exceptions are not retried (as in one process)
+    # an exception inside the episode: retried once on a rebuilt env (as in one process), then an error
+    assert raised["metrics"]["attempts"] == 2
+    assert "simulated simulator exception" in raised["metrics"]["retried_after"][0]
     assert recs["fake/0/0"]["status"] == "ok"
 
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from mibot_eval.cli import main
+from mibot_eval.results.commands import publish_run
 from mibot_eval.results.leaderboard import LEADERBOARD_COLUMNS, rebuild
-from mibot_eval.results.report import report_run
 from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, task_records, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,7 +78,7 @@ def test_report_then_rebuild_agree_and_never_duplicate(results) -> None:
     board = results / "leaderboard.csv"
     for _ in range(2):
         for run in ("libero_partial", "libero_full", "widowx", "calvin"):
-            report_run(results / run, leaderboard_csv=board)
+            publish_run(results / run, board)
     after_reports = board.read_text()
     rebuild(results)
     assert board.read_text() == after_reports

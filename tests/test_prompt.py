@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mibot_eval.policy.prompt import build_prompt, pad_state, request_seed
+from mibot_eval.policy.prompt import build_prompt, pad_state
 from mibot_eval.suites.base import format_instruction
-from mibot_eval.types import Observation
 
 OFFICIAL_TWO_VIEW = (
     "<|im_start|>user\nThe following observations are captured from multiple views.\n"
@@ -28,32 +27,23 @@ def test_one_view_prompt() -> None:
     assert prompt.count("<|image_pad|>") == 1
 
 
-def test_instruction_format() -> None:
-    rule = {"capitalize_first": True, "append_period": True}
-    assert format_instruction("put the bowl on the plate", rule) == "Put the bowl on the plate."
-    assert format_instruction("Open it.", rule) == "Open it."
-    assert format_instruction("keep As is", {}) == "keep As is"
+def test_instruction_format_follows_the_release_clients() -> None:
+    libero = {"capitalize": "python", "append_period": True}  # str.capitalize() + "."
+    assert format_instruction("put the bowl on the plate", libero) == "Put the bowl on the plate."
+    assert format_instruction("open the TOP drawer", libero) == "Open the top drawer."  # rest lowered
+    assert format_instruction("Open it.", libero) == "Open it.."  # the client always appends
+    simpler = {"capitalize": "first_letter", "append_period": True}  # text[0].upper() + text[1:] + "."
+    assert format_instruction("pick coke can", simpler) == "Pick coke can."
+    assert format_instruction("open TOP drawer", simpler) == "Open TOP drawer."
+    assert format_instruction(" keep As is", {}) == " keep As is"
 
 
-def test_pad_state() -> None:
-    padded = pad_state(np.arange(8, dtype=np.float64))
-    assert padded.shape == (1, 32) and padded.dtype == np.float32
-    assert padded[0, :8].tolist() == list(range(8)) and not padded[0, 8:].any()
+def test_pad_state_keeps_float64() -> None:
+    state = np.array([0.1, 1 / 3, 2.0**-30 + 1.0], dtype=np.float64)
+    padded = pad_state(state)
+    assert padded.shape == (1, 32) and padded.dtype == np.float64
+    assert padded[0, :3].tobytes() == state.tobytes() and not padded[0, 3:].any()
     with pytest.raises(ValueError):
         pad_state(np.zeros(33))
 
 
-def _obs(value: int = 0, text: str = "go") -> Observation:
-    image = np.full((4, 4, 3), value, dtype=np.uint8)
-    return Observation({"Base View": image}, np.zeros(8, np.float32), text)
-
-
-def test_seed_is_deterministic_and_sensitive_to_every_input() -> None:
-    seed = request_seed(_obs(), "libero_all")
-    assert seed == request_seed(_obs(), "libero_all") and 0 <= seed < 2**32
-    assert seed != request_seed(_obs(1), "libero_all")
-    assert seed != request_seed(_obs(text="stop"), "libero_all")
-    assert seed != request_seed(_obs(), "bridge_delta")
-    moved = _obs()
-    moved.state[0] = 1e-3
-    assert seed != request_seed(moved, "libero_all")

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.report import (
+from mibot_eval.results.commands import publish_run
+from mibot_eval.results.report import report_run
+from mibot_eval.results.summary import (
     compare_reported,
     execution_label,
     full_count,
     load_aggregates,
     load_run,
-    report_run,
 )
 from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, write_run
 
@@ -28,30 +29,30 @@ def partial_run(tmp_path) -> Path:
 
 
 def test_report_of_a_partial_run_with_errors(partial_run) -> None:
-    text = report_run(partial_run, leaderboard_csv=None)
+    text = report_run(partial_run)
     assert "| 0 | pick_up_the_black_bowl_on_the_plate | 70.0 | [39.7, 89.2] | 7 / 10 | 0 |" in text
-    assert "| 1 | pick_up_the_black_bowl_next_to_the_ramekin | 62.5 | [30.6, 86.3] | 5 / 8 | 2 |" in text
-    # suite: 12 of 18 ok episodes; the 2 errors are counted apart, not as failures
-    assert "| libero_spatial | 66.7 | [43.7, 83.7] | 12 / 18 | 18 | 2 | 3.6% |" in text
-    assert "status: **PARTIAL**" in text and "partial: 18/500 ok episodes (3.6% of the protocol)" in text
+    # task 1: 5 successes in 8 ok episodes + 2 errors, which count as failures (as in the release)
+    assert "| 1 | pick_up_the_black_bowl_next_to_the_ramekin | 50.0 | [23.7, 76.3] | 5 / 10 | 2 |" in text
+    assert "| libero_spatial | 60.0 | [38.7, 78.1] | 12 / 20 | 18 | 2 | 4.0% |" in text
+    assert "status: **PARTIAL**" in text and "partial: 20/500 episodes (4.0% of the protocol)" in text
     assert "2 episode(s) ended with an error" in text and "libero_spatial/1/8" in text
     # the LIBERO average is never averaged over a subset of its suites
     assert "| libero | average | – |" in text and "missing suite(s): libero_object" in text
-    assert "| libero_spatial | success | 98.8 | 66.7 | -32.1 | [43.7, 83.7] | **no** | partial" in text
+    assert "| libero_spatial | success | 98.8 | 60.0 | -38.8 | [38.7, 78.1] | **no** | partial" in text
     assert "| libero_spatial | 20 | 2.00 | 0.50 | 1.00 | 0.25 | 0.25 |" in text  # seconds per episode
     assert (partial_run / "report.md").read_text() == text
     rows = list(csv.DictReader((partial_run / "report.csv").open()))
     suite_row = next(r for r in rows if r["scope"] == "suite")
-    assert suite_row["value"] == "66.67" and suite_row["errors"] == "2" and suite_row["partial"] == "true"
+    assert suite_row["value"] == "60.0" and suite_row["errors"] == "2" and suite_row["partial"] == "true"
     assert suite_row["reported"] == "98.8" and suite_row["reported_in_ci"] == "false"
     assert [r["task"] for r in rows if r["scope"] == "task"] == ["0", "1"]
 
 
 def test_report_updates_leaderboard_idempotently(partial_run) -> None:
     board = partial_run.parent / "leaderboard.csv"
-    report_run(partial_run, leaderboard_csv=board)
+    publish_run(partial_run, board)
     first = board.read_text()
-    report_run(partial_run, leaderboard_csv=board)
+    publish_run(partial_run, board)
     assert board.read_text() == first
     rows = list(csv.DictReader(board.open()))
     # one row for its suite; no LIBERO aggregate row from a run missing three of the four suites
@@ -70,7 +71,7 @@ def test_full_libero_run_matches_reported_average(tmp_path) -> None:
     average = by_metric[("libero", "average")]
     assert round(average.measured.value, 1) == 98.7 and average.inside
     assert average.measured.method == "bootstrap" and not average.measured.partial
-    text = report_run(run_dir, leaderboard_csv=None)
+    text = report_run(run_dir)
     assert "status: complete" in text and "| libero | average | 98.7 |" in text
 
 
@@ -79,7 +80,7 @@ def test_calvin_report_against_reported(tmp_path) -> None:
     run_dir = write_run(tmp_path, "calvin", "Xiaomi-Robotics-0-Calvin-ABC_D",
                         {"calvin_abc_d": official("calvin_abc_d")},
                         chain_records("calvin_abc_d", completed))
-    text = report_run(run_dir, leaderboard_csv=None)
+    text = report_run(run_dir)
     for metric, value in [("chain_1", "100.0"), ("chain_5", "88.1"), ("avg_len", "4.75")]:
         delta = "0.00" if metric == "avg_len" else "0.0"
         assert f"| calvin_abc_d | {metric} | {value} | {value} | {delta} | [" in text
@@ -121,8 +122,8 @@ def test_full_protocol_counts_and_execution_identity() -> None:
 def test_compare_with_another_checkpoints_reported_numbers(tmp_path) -> None:
     counts = {"libero_spatial": [45] * 10}
     run_dir = libero_run(tmp_path, "finetune", counts, checkpoint="my-finetune")
-    assert "No reported numbers" in report_run(run_dir, leaderboard_csv=None)
-    text = report_run(run_dir, leaderboard_csv=None, compare_with="Xiaomi-Robotics-0-LIBERO")
+    assert "No reported numbers" in report_run(run_dir)
+    text = report_run(run_dir, compare_with="Xiaomi-Robotics-0-LIBERO")
     assert "## Comparison with reported (Xiaomi-Robotics-0-LIBERO)" in text
     assert "| libero_spatial | success | 98.8 | 90.0 | -8.8 |" in text
     with pytest.raises(UserError, match="unknown checkpoint 'nope'"):

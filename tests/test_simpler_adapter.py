@@ -61,14 +61,14 @@ def test_observation_layout(tmp_path) -> None:
     camera = np.clip(raw._render()[..., :3] * 255, 0, 255).astype(np.uint8)
     assert np.array_equal(obs.images["Ego View"], preprocess_image(camera, 320, 256, 0.95))
     assert np.array_equal(adapter.video_frame(), camera)  # videos: the raw 640x512 camera frame
-    assert obs.state.dtype == np.float32 and obs.state.shape == (8,)
-    assert np.allclose(obs.state, fractal_state(raw.eef))
+    assert obs.state.dtype == np.float64 and obs.state.shape == (8,)  # float64, as the client sends it
+    assert obs.state.tobytes() == fractal_state(raw.eef).tobytes()
     assert obs.instruction == "Pick coke can."
 
     widowx, wbackend = make_adapter(tmp_path / "w", suite="simpler_widowx")
     obs = widowx.reset(spec_of(widowx, 0))
     assert list(obs.images) == ["Base View"] and obs.images["Base View"].shape == (256, 256, 3)
-    assert np.allclose(obs.state, bridge_state(wbackend.envs[-1].unwrapped.eef))
+    assert obs.state.tobytes() == bridge_state(wbackend.envs[-1].unwrapped.eef).tobytes()
     assert obs.instruction == "Put carrot on plate."
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from mibot_eval.results.report import load_aggregates, measure
 from mibot_eval.results.stats import (
     Rate,
     bootstrap_means,
@@ -21,6 +20,7 @@ from mibot_eval.results.stats import (
     z_one_sided,
     z_two_sided,
 )
+from mibot_eval.results.summary import load_aggregates, measure
 from tests.data.fixtures import chain_records, task_records
 
 RULES = {(r.key, r.name): r for r in load_aggregates()}
@@ -129,13 +129,28 @@ def test_calvin_chain_rates_and_average_length() -> None:
     assert subtasks["push_red_block_left"].rate == Rate(983, 1000)  # attempted by every sequence
 
 
-def test_errors_are_excluded_from_rates_and_counted() -> None:
+def test_errors_count_as_failures_like_the_release_and_are_counted_apart() -> None:
     records = task_records("libero_spatial", 0, 3, 4, errors=3)
     suite = measure_suite("libero_spatial", records, full=500, requested=7)
-    assert suite.rate == Rate(3, 4) and suite.errors == 3 and suite.episodes == 4
-    assert suite.tasks["0"].errors == 3
-    assert suite.partial and suite.status.startswith("partial: 4/500 ok episodes (0.8% of the protocol)")
-    assert not measure_suite("libero_spatial", records, full=4, requested=4).partial
+    assert suite.rate == Rate(3, 7) and suite.errors == 3 and suite.episodes == 4 and suite.trials == 7
+    assert suite.tasks["0"].errors == 3 and suite.tasks["0"].rate == Rate(3, 7)
+    assert suite.partial and suite.status.startswith("partial: 7/500 episodes (1.4% of the protocol)")
+    assert not measure_suite("libero_spatial", records, full=7, requested=7).partial
+
+
+def test_an_errored_calvin_sequence_counts_zero_subtasks() -> None:
+    ok = {"key": "calvin_abc_d/1/0", "suite": "calvin_abc_d", "task_id": 1, "status": "ok",
+          "success": True, "metrics": {"completed": 5, "subtasks": ["a"] * 5}}
+    error = {"key": "calvin_abc_d/2/0", "suite": "calvin_abc_d", "task_id": 2, "status": "error",
+             "success": False, "metrics": {}}
+    suite = measure_suite("calvin_abc_d", [ok, error], chain_length=5)
+    assert suite.chain is not None and suite.chain.completed == {"calvin_abc_d/1/0": 5, "calvin_abc_d/2/0": 0}
+    assert suite.chain.average_length() == 2.5 and suite.rate == Rate(1, 2)
+
+
+def test_a_success_field_that_is_not_true_is_no_success() -> None:
+    record = {"key": "s/0/0", "suite": "s", "task_id": 0, "status": "ok", "success": "false"}
+    assert measure_suite("s", [record]).rate == Rate(0, 1)
 
 
 def test_bootstrap_is_seeded_and_p_value_sane() -> None:

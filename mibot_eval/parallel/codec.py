@@ -113,6 +113,7 @@ def request_to_wire(request: PolicyRequest) -> dict[str, Any]:
         "instruction": obs.instruction,
         "robot_type": request.robot_type,
         "prefix": None if request.prefix is None else np.asarray(request.prefix),
+        "seed": request.seed,
     }
 
 
@@ -127,7 +128,7 @@ def request_from_wire(item: Any) -> PolicyRequest:
     """Validate one decoded request (types, dtypes, shapes) and build the PolicyRequest."""
     if not isinstance(item, dict):
         raise WireError("each request must be a map")
-    unknown = set(item) - {"images", "state", "instruction", "robot_type", "prefix"}
+    unknown = set(item) - {"images", "state", "instruction", "robot_type", "prefix", "seed"}
     if unknown:
         raise WireError(f"unknown request field(s): {', '.join(sorted(map(str, unknown)))}")
     images = item.get("images")
@@ -161,8 +162,11 @@ def request_from_wire(item: Any) -> PolicyRequest:
                 or not np.all(np.isfinite(prefix)):
             raise WireError(f"'prefix' must be a finite (steps, action_dim) array, "
                             f"got shape {list(prefix.shape)}")
+    seed = item.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise WireError(f"'seed' must be null or an integer in [0, 2**32), got {seed!r}")
     observation = Observation(images=checked, state=state, instruction=_text(item, "instruction"))
-    return PolicyRequest(observation, _text(item, "robot_type"), prefix=prefix)
+    return PolicyRequest(observation, _text(item, "robot_type"), prefix=prefix, seed=seed)
 
 
 def chunks_to_wire(chunks: list[np.ndarray]) -> list[np.ndarray]:

@@ -69,8 +69,7 @@ def suite_payload(plan: Any, render: str) -> dict[str, Any]:
 
     protocol = plan.protocol
     module, cls = ADAPTERS[protocol.adapter]  # the caller's registry (tests register fakes there)
-    data = asdict(protocol)
-    data["hold_action"] = list(protocol.hold_action)
+    data = {**protocol.as_dict(), "source": protocol.source}
     return {
         "name": protocol.name, "protocol": data, "adapter": [module, cls],
         "execution": asdict(plan.execution), "robot_type": plan.robot_type, "render": render,
@@ -79,9 +78,7 @@ def suite_payload(plan: Any, render: str) -> dict[str, Any]:
 
 class _Suite:
     def __init__(self, payload: dict[str, Any]) -> None:
-        data = dict(payload["protocol"])
-        data["hold_action"] = tuple(data["hold_action"])
-        self.protocol = SuiteProtocol(**data)
+        self.protocol = SuiteProtocol.from_dict(payload["protocol"])
         self.execution = ExecutionConfig(**payload["execution"])
         self.robot_type = str(payload["robot_type"])
         self.render = str(payload["render"])

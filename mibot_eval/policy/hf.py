@@ -1,8 +1,11 @@
-"""Xiaomi-Robotics-0 in process, through transformers remote code, exactly as the release loads it.
+"""Xiaomi-Robotics-0 in process, through transformers remote code, exactly as the release serves it.
 
-CUDA: bf16 with flash_attention_2 when flash-attn is importable, else sdpa. CPU: fp32 with sdpa.
-Each request gets the official multi-view prompt, its state zero-padded to 32, the robot type's
-action mask, and a seed derived from its inputs; actions are decoded with processor.decode_action.
+Loading (release deploy/server.py): CUDA: bf16 with flash_attention_2, then the whole model cast to
+bf16 (`.cuda().to(torch.bfloat16)`: parameters or buffers that loading left in fp32 follow). Without
+flash-attn sdpa is used and `describe()` says the run is not on the release's attention kernel.
+CPU: fp32 with sdpa. Per request: the official prompt, pixel_values as the processor returns them
+(moved, not cast), the float64 state zero-padded to 32 and cast once to the model dtype, the robot
+type's action mask, the request's release seed, and processor.decode_action on the model's output.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from mibot_eval.errors import UserError
-from mibot_eval.policy.prompt import MODEL_STATE_DIM, build_prompt, pad_state, request_seed
+from mibot_eval.policy.prompt import MODEL_STATE_DIM, build_prompt, pad_state
+from mibot_eval.policy.seed import default_rule, release_seed
 from mibot_eval.types import PolicyRequest
 
 
@@ -27,6 +31,9 @@ def _import_stack() -> tuple[Any, Any]:
     except ImportError as exc:
         raise UserError(f"model stack not installed ({exc}); run `make setup`") from None
     return torch, transformers
+
+
+RELEASE_ATTENTION = "flash_attention_2"  # release deploy/server.py attn_implementation
 
 
 def choose_runtime(device: str | None) -> tuple[str, str, str]:
@@ -55,7 +62,7 @@ class HFPolicy:
         self.model = transformers.AutoModel.from_pretrained(
             str(self.path), trust_remote_code=True, attn_implementation=self.attn, dtype=self.dtype
         )
-        self.model.to(self.device).eval()
+        self.model = self.model.to(self.device).to(self.dtype).eval()  # the release's final cast
         self.robot_types = set(self.processor.list_robot_types())
         self.per_sample_seed = bool(getattr(self.model, "supports_per_sample_seed", False))
         self.supports_prefix = bool(getattr(self.model, "supports_prefix_actions", False))
@@ -68,6 +75,7 @@ class HFPolicy:
             "device": self.device,
             "dtype": str(self.dtype).replace("torch.", ""),
             "attn_implementation": self.attn,
+            "release_attention": self.attn == RELEASE_ATTENTION if self.device.startswith("cuda") else None,
             "num_steps": self.num_steps,
             "batched_per_sample_seed": self.per_sample_seed,
             "prefix_actions": self.supports_prefix,
@@ -124,12 +132,11 @@ class HFPolicy:
         inputs = self.processor(text=prompts, images=images, padding=True, return_tensors="pt")
         state = np.stack([pad_state(r.observation.state) for r in batch])  # (B, 1, 32)
         mask = self.processor.get_action_mask(robot_type, batch_size=len(batch))
-        seeds = [request_seed(r.observation, robot_type) for r in batch]
-        kwargs: dict[str, Any] = {
-            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-            for k, v in inputs.items()
-        }
-        kwargs["state"] = torch.from_numpy(state).to(self.device, self.dtype)
+        seeds = [r.seed if r.seed is not None else release_seed(r.observation, robot_type,
+                                                                 default_rule(r.observation))
+                 for r in batch]
+        kwargs: dict[str, Any] = {k: v.to(self.device) for k, v in inputs.items()}  # no dtype cast
+        kwargs["state"] = torch.from_numpy(state).to(self.device, self.dtype)  # float64 -> dtype once
         kwargs["action_mask"] = torch.as_tensor(mask).to(self.device, self.dtype)
         kwargs["seed"] = seeds if self.per_sample_seed else seeds[0]
         if self.num_steps is not None:
@@ -149,5 +156,5 @@ class HFPolicy:
             kwargs["prefix_length"] = [p.shape[0] for p in prefixes]
         with torch.inference_mode():
             actions = self.model(**kwargs).actions
-        decoded = self.processor.decode_action(actions.float().cpu(), robot_type=robot_type)
-        return [np.asarray(a, dtype=np.float32) for a in decoded.float().numpy()]
+        decoded = self.processor.decode_action(actions, robot_type=robot_type)  # as the server does
+        return [np.asarray(a, dtype=np.float32) for a in decoded.float().cpu().numpy()]

@@ -1,16 +1,12 @@
-"""Model inputs that do not need torch: the official prompt, state padding, per-request seeds.
+"""Model inputs that do not need torch: the official prompt and state padding.
 
 Sources: the Xiaomi-Robotics-0 release's deploy/eval clients (multi-view prompt with `/no_cot`,
-state zero-padded to the model's 32 dims, SHA-256 seed over the request's inputs).
+state zero-padded to the model's 32 dims). The per-request seed lives in policy/seed.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
-
-from mibot_eval.types import Observation
 
 MODEL_STATE_DIM = 32  # the released checkpoints' state/action width
 MULTI_VIEW_HEADER = "The following observations are captured from multiple views.\n"
@@ -29,22 +25,14 @@ def build_prompt(view_labels: list[str], instruction: str) -> str:
 
 
 def pad_state(state: np.ndarray, width: int = MODEL_STATE_DIM) -> np.ndarray:
-    """Zero-pad a raw state vector to the model's width, shaped (1, width) float32."""
-    state = np.asarray(state, dtype=np.float32).reshape(-1)
+    """Zero-pad a raw state vector to the model's width, shaped (1, width), keeping float64.
+
+    The release's clients send a float64 state that the server casts once, straight to the model
+    dtype; a float32 step in between could round differently.
+    """
+    state = np.asarray(state).reshape(-1)
     if state.size > width:
         raise ValueError(f"state has {state.size} dims, more than the model's {width}")
-    padded = np.zeros((1, width), dtype=np.float32)
+    padded = np.zeros((1, width), dtype=np.float64)
     padded[0, : state.size] = state
     return padded
-
-
-def request_seed(observation: Observation, robot_type: str) -> int:
-    """Deterministic flow-matching seed: SHA-256 over state, image digests, language, robot type."""
-    digest = hashlib.sha256()
-    digest.update(np.asarray(observation.state, dtype=np.float32).tobytes())
-    for label, image in observation.images.items():
-        digest.update(label.encode())
-        digest.update(hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest())
-    digest.update(observation.instruction.encode())
-    digest.update(robot_type.encode())
-    return int.from_bytes(digest.digest(), "big") % 2**32

@@ -1,7 +1,9 @@
 """CLI subcommands over recorded results: report, leaderboard, check (regression gate).
 
 `register(subparsers)` adds them to the `mibot-eval` parser; each handler returns an exit code and
-raises UserError for bad input (printed by the CLI as one line, exit 2).
+raises UserError for bad input (printed by the CLI as one line, exit 2). This is where the results
+views meet: `publish_run` writes a run's report and updates its leaderboard rows; the leaderboard
+command also writes the HTML page. report, leaderboard and html never import one another.
 """
 
 from __future__ import annotations
@@ -35,14 +37,26 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_report)
 
 
+def publish_run(run_dir: Path, leaderboard_csv: Path | None = None, compare_with: str | None = None) -> str:
+    """The run's report (written beside it) and, unless leaderboard_csv is None, its leaderboard rows
+    upserted there (pooled with sibling runs of the same checkpoint). Returns the markdown."""
+    from mibot_eval.results.report import report_run
+
+    text = report_run(run_dir, compare_with=compare_with)
+    if leaderboard_csv is not None:
+        from mibot_eval.results.leaderboard import update_for_run
+
+        update_for_run(Path(run_dir), Path(leaderboard_csv))
+    return text
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from mibot_eval.errors import UserError
-    from mibot_eval.results.report import report_run
 
     if not args.run_dir.is_dir():
         raise UserError(f"{args.run_dir}: run folder not found")
     csv_path = None if args.no_leaderboard else (args.leaderboard or args.run_dir.parent / "leaderboard.csv")
-    print(report_run(args.run_dir, leaderboard_csv=csv_path, compare_with=args.compare_with), end="")
+    print(publish_run(args.run_dir, csv_path, args.compare_with), end="")
     return 0
 
 
@@ -65,9 +79,15 @@ def _add_leaderboard(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from mibot_eval.results.leaderboard import rebuild
+    from mibot_eval.results.leaderboard import chart_png, rebuild, run_dirs
 
-    rows, markdown = rebuild(args.results_dir, args.output, args.markdown, args.png, args.html)
+    rows, markdown = rebuild(args.results_dir, args.output, args.markdown, args.png)
+    if args.html is not None:
+        from mibot_eval.results.html import write_html
+        from mibot_eval.results.summary import load_run
+
+        runs = [load_run(d) for d in run_dirs(args.results_dir)]
+        write_html(args.html, rows, runs, markdown, chart_png(rows))
     print(markdown, end="")
     written = [str(args.output or args.results_dir / "leaderboard.csv")]
     written += [str(p) for p in (args.markdown, args.png) if p is not None]

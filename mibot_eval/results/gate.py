@@ -64,7 +64,14 @@ from typing import Any
 
 from mibot_eval.config import load_suite
 from mibot_eval.errors import UserError
-from mibot_eval.results.report import (
+from mibot_eval.results.stats import (
+    Rate,
+    holm,
+    p_bootstrap_below,
+    p_worse_than_rate,
+    p_worse_than_run,
+)
+from mibot_eval.results.summary import (
     RunSummary,
     compare_reported,
     execution_identity,
@@ -72,13 +79,6 @@ from mibot_eval.results.report import (
     fmt,
     load_aggregates,
     load_run,
-)
-from mibot_eval.results.stats import (
-    Rate,
-    holm,
-    p_bootstrap_below,
-    p_worse_than_rate,
-    p_worse_than_run,
 )
 
 CORRECTIONS = ("holm", "none")

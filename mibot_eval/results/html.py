@@ -13,9 +13,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.results.leaderboard import chart_png, to_markdown
-from mibot_eval.results.report import RunSummary, execution_label, fmt, fmt_ci
 from mibot_eval.results.store import utc_now
+from mibot_eval.results.summary import RunSummary, execution_label, fmt, fmt_ci
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;
@@ -94,18 +93,18 @@ def _run_section(summary: RunSummary) -> str:
     )
 
 
-def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary]) -> str:
-    """The whole page as one string."""
-    chart = base64.b64encode(chart_png(rows)).decode("ascii")
-    markdown = to_markdown(rows)
+def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary], markdown: str,
+                chart_png: bytes) -> str:
+    """The whole page as one string (the leaderboard's markdown and chart are given)."""
+    chart = base64.b64encode(chart_png).decode("ascii")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>mibot-eval leaderboard</title><style>{CSS}</style></head><body>"
         "<h1>mibot-eval leaderboard</h1>"
         f'<p class="meta">Generated {escape(utc_now())} from recorded episodes. Rates are success '
-        "over independent trials (errored episodes excluded); intervals are Wilson 95% for rates "
-        "and seeded bootstrap 95% for averages. Italic grey rows are partial runs.</p>"
+        "over independent trials (an errored episode counts as a failure); intervals are Wilson 95% "
+        "for rates and seeded bootstrap 95% for averages. Italic grey rows are partial runs.</p>"
         f"<h2>Leaderboard</h2>{leaderboard_table(rows)}"
         f'<h2>Chart</h2><img id="chart" alt="leaderboard bar chart with 95% intervals" '
         f'src="data:image/png;base64,{chart}">'
@@ -115,10 +114,11 @@ def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary]) -
     )
 
 
-def write_html(out_dir: Path, rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary]) -> Path:
+def write_html(out_dir: Path, rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary],
+               markdown: str, chart_png: bytes) -> Path:
     """Write out_dir/index.html; returns its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
-    path.write_text(render_html(rows, runs), encoding="utf-8")
+    path.write_text(render_html(rows, runs, markdown, chart_png), encoding="utf-8")
     return path

@@ -5,8 +5,8 @@ reads every `RESULTS_DIR/*/episodes.jsonl` (never printed summaries). Runs of th
 (name and content hash), suite, protocol hash and execution settings are pooled into one row
 (an episode recorded twice keeps its ok record, then its latest). Aggregates over several suites
 (rule mean_of_suites, e.g. libero.average) get rows of kind `aggregate`, computed from the pooled
-member suites for each run that recorded every member suite. `report_run` updates the rows of one
-run in place (idempotent: the same rows as a full rebuild, never duplicated).
+member suites for each run that recorded every member suite. `update_for_run` updates the rows of
+one run in place (idempotent: the same rows as a full rebuild, never duplicated).
 
 CSV columns, in this order (LEADERBOARD_COLUMNS); empty cell = not applicable / unknown:
   checkpoint       checkpoint name
@@ -24,7 +24,7 @@ CSV columns, in this order (LEADERBOARD_COLUMNS); empty cell = not applicable / 
   n                independent trials (CALVIN sequences; WidowX repeats collapsed to one)
   successes        successes among n (rates only; fractional if repeats disagree)
   episodes         ok episode records (repeats included)
-  errors           episodes that ended in an error (excluded from rates)
+  errors           episodes that ended in an error (each also a failure in the rates, as in the release)
   expected         episodes of the full protocol, episodes_per_task x num_tasks (aggregate: sum)
   coverage         100 x episodes / expected
   partial          true when coverage < 100 (aggregate: a member partial or missing)
@@ -48,7 +48,16 @@ from typing import Any
 
 from mibot_eval.config import load_checkpoints
 from mibot_eval.errors import UserError
-from mibot_eval.results.report import (
+from mibot_eval.results.stats import (
+    AggregateRule,
+    Estimate,
+    SuiteStats,
+    measure_aggregate,
+    measure_suite,
+    rate_estimate,
+)
+from mibot_eval.results.store import EPISODES_FILE, MANIFEST_FILE, RunStore
+from mibot_eval.results.summary import (
     dedupe,
     estimate_cells,
     execution_label,
@@ -59,15 +68,6 @@ from mibot_eval.results.report import (
     suite_of,
     write_csv,
 )
-from mibot_eval.results.stats import (
-    AggregateRule,
-    Estimate,
-    SuiteStats,
-    measure_aggregate,
-    measure_suite,
-    rate_estimate,
-)
-from mibot_eval.results.store import EPISODES_FILE, MANIFEST_FILE, RunStore
 
 LEADERBOARD_COLUMNS = (
     "checkpoint", "checkpoint_id", "suite", "kind", "protocol", "execution", "metric", "value",
@@ -343,12 +343,11 @@ def chart_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
 def rebuild(
     results_dir: Path, csv_path: Path | None = None, markdown_path: Path | None = None,
-    png_path: Path | None = None, html_dir: Path | None = None,
+    png_path: Path | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Rebuild the whole leaderboard from results_dir; returns (rows, markdown)."""
     results_dir = Path(results_dir)
-    dirs = run_dirs(results_dir)
-    rows = build_rows(collect(dirs))
+    rows = build_rows(collect(run_dirs(results_dir)))
     csv_path = Path(csv_path) if csv_path is not None else results_dir / "leaderboard.csv"
     write_leaderboard(rows, csv_path)
     markdown = to_markdown(rows)
@@ -358,9 +357,4 @@ def rebuild(
     if png_path is not None:
         Path(png_path).parent.mkdir(parents=True, exist_ok=True)
         Path(png_path).write_bytes(chart_png(rows))
-    if html_dir is not None:
-        from mibot_eval.results.html import write_html
-        from mibot_eval.results.report import load_run
-
-        write_html(Path(html_dir), rows, [load_run(d) for d in dirs])
     return rows, markdown

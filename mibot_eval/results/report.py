@@ -1,327 +1,38 @@
-"""The report of one run: measure its recorded episodes, compare with the reported numbers, render.
+"""The report of one run: its summary rendered as markdown and long-form CSV.
 
-`report_run(run_dir)` returns markdown (suites with Wilson intervals, aggregates, comparison with
-the release's numbers, per-task tables, errors, seconds per episode), writes `report.md` and
-`report.csv` beside the run and updates the run's rows in the leaderboard CSV.
-
-Aggregation rules are data: `aggregates:` at the end of checkpoints.yaml, read by
-`load_aggregates` (schema in its docstring). Every number here is computed from episodes.jsonl.
+`report_run(run_dir)` returns markdown (suites with Wilson intervals, aggregates, the comparison with
+the reported numbers and, task by task, with the release's own outcomes, per-task tables, errors,
+latency, seconds per episode) and writes `report.md` and `report.csv` beside the run. Every number
+comes from results/summary.py (episodes.jsonl measured); this module only renders.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import tempfile
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.config import _load_yaml, checkpoints_file, load_checkpoints
-from mibot_eval.errors import UserError
 from mibot_eval.results.latency_stats import latency_markdown, latency_summary
-from mibot_eval.results.stats import (
-    RULES,
-    AggregateRule,
-    Estimate,
-    SuiteStats,
-    measure_aggregate,
-    measure_suite,
-    rate_estimate,
+from mibot_eval.results.release_compare import release_section
+from mibot_eval.results.stats import SuiteStats, rate_estimate
+from mibot_eval.results.summary import (
+    Comparison,
+    RunSummary,
+    compare_reported,
+    estimate_cells,
+    execution_label,
+    fmt,
+    fmt_ci,
+    load_run,
+    markdown_table,
+    write_csv,
 )
-from mibot_eval.results.store import RunStore
 
 REPORT_COLUMNS = (
     "run", "checkpoint", "checkpoint_id", "scope", "suite", "task", "name", "metric", "value",
     "ci_low", "ci_high", "method", "n", "successes", "episodes", "errors", "coverage", "partial",
     "reported", "delta", "reported_in_ci",
 )
-
-
-# -- aggregation rules from checkpoints.yaml -------------------------------------------------------
-def load_aggregates(path: Path | None = None) -> list[AggregateRule]:
-    """Read and validate checkpoints.yaml `aggregates:`; one clear UserError line when malformed.
-
-    Schema: aggregates: {KEY: {NAME: {rule, ..., source}}}, KEY being the key the release reports
-    the number under (checkpoints.yaml `reported`), NAME the metric (e.g. average):
-      rule: mean_of_suites       suites: [s1, s2, ...]   mean of the suites' success rates
-      rule: mean_of_tasks        suite: S (default KEY); tasks: [t1, ...]   mean of task rates
-      rule: mean_of_task_groups  suite, tasks as above; groups: {G: [t1, t2]} pools tasks into one
-                                 group (its members' trials pooled); other tasks are groups alone
-      rule: chain_success        suite (default KEY); length: 5   produces chain_1..chain_L and
-                                 avg_len from each record's metrics.completed
-    """
-    path = path or checkpoints_file()
-    data = _load_yaml(path)
-    section = (data or {}).get("aggregates") if isinstance(data, dict) else None
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        raise UserError(f"{path}: 'aggregates' must map a key to its metrics")
-    rules = []
-    for key, entries in section.items():
-        if not isinstance(entries, dict):
-            raise UserError(f"{path}: aggregates.{key} must map metric names to rules")
-        for name, entry in entries.items():
-            rules.append(_parse_rule(str(key), str(name), entry, f"{path}: aggregates.{key}.{name}"))
-    return rules
-
-
-def _names(value: Any, where: str, field_name: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise UserError(f"{where}: '{field_name}' must be a non-empty list of names, got {value!r}")
-    return tuple(value)
-
-
-def _parse_rule(key: str, name: str, entry: Any, where: str) -> AggregateRule:
-    if not isinstance(entry, dict):
-        raise UserError(f"{where}: expected a mapping with 'rule', members and 'source'")
-    rule = entry.get("rule")
-    if rule not in RULES:
-        raise UserError(f"{where}: unknown rule {rule!r} (expected one of {', '.join(RULES)})")
-    source = entry.get("source")
-    if not isinstance(source, str) or not source.strip():
-        raise UserError(f"{where}: missing 'source' (where the rule comes from)")
-    suite = entry.get("suite", key)
-    if rule == "mean_of_suites":
-        return AggregateRule(key, name, rule, _names(entry.get("suites"), where, "suites"),
-                             source=source)
-    if not isinstance(suite, str):
-        raise UserError(f"{where}: 'suite' must be a suite name, got {suite!r}")
-    if rule == "chain_success":
-        length = entry.get("length", 5)
-        if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
-            raise UserError(f"{where}: 'length' must be a positive integer, got {length!r}")
-        return AggregateRule(key, name, rule, (suite,), length=length, source=source)
-    tasks = _names(entry.get("tasks"), where, "tasks")
-    pooled = entry.get("groups") or {}
-    if rule == "mean_of_tasks" and pooled:
-        raise UserError(f"{where}: 'groups' needs rule mean_of_task_groups")
-    if not isinstance(pooled, dict):
-        raise UserError(f"{where}: 'groups' must map a group name to a list of tasks")
-    member_of: dict[str, str] = {}
-    for group, members in pooled.items():
-        for task in _names(members, where, f"groups.{group}"):
-            if task not in tasks or task in member_of:
-                raise UserError(f"{where}: group '{group}' member '{task}' must be listed once in 'tasks'")
-            member_of[task] = str(group)
-    groups: list[tuple[str, tuple[str, ...]]] = []
-    for task in tasks:
-        group = member_of.get(task)
-        if group is None:
-            groups.append((task, (task,)))
-        elif group not in [g for g, _ in groups]:
-            groups.append((group, tuple(_names(pooled[group], where, f"groups.{group}"))))
-    return AggregateRule(key, name, rule, (suite,), tuple(groups), source=source)
-
-
-# -- measuring a run -----------------------------------------------------------------------------
-@dataclass
-class RunSummary:
-    """A run's manifest facts and everything measured from its episodes."""
-
-    run_dir: Path
-    run: str
-    manifest: dict[str, Any]
-    checkpoint: str
-    checkpoint_id: str
-    execution: dict[str, Any]
-    protocols: dict[str, dict[str, Any]]  # suite -> {"hash": ..., "protocol": {...}}
-    suites: dict[str, SuiteStats]
-    aggregates: list[Estimate]
-    reported: dict[str, dict[str, float]] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    reported_source: str = ""  # the checkpoints.yaml entry the reported numbers come from
-
-    def episodes_per_task(self, suite: str) -> int | None:
-        """Trials per task the run asked for: --episodes, else the protocol's."""
-        selected = (self.manifest.get("selection") or {}).get("episodes_per_task")
-        protocol = self.protocols.get(suite, {}).get("protocol") or {}
-        return selected if selected is not None else protocol.get("episodes_per_task")
-
-
-def dedupe(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One record per (suite, key): an ok record beats an error, then the latest finished_at wins."""
-    best: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in records:
-        ident = (str(record.get("suite", "")), str(record.get("key")))
-        rank = (record.get("status", "ok") != "error", str(record.get("finished_at", "")))
-        current = best.get(ident)
-        if current is None or rank >= (current.get("status", "ok") != "error",
-                                       str(current.get("finished_at", ""))):
-            best[ident] = dict(record)
-    return list(best.values())
-
-
-def suite_of(record: Mapping[str, Any]) -> str:
-    return str(record.get("suite") or str(record.get("key", "?")).split("/")[0])
-
-
-def full_count(protocol: Mapping[str, Any] | None) -> int | None:
-    """Episodes of the full protocol: the sum of its per-task `tasks[].episodes` when the suite
-    lists them (SimplerEnv Google Robot: 300/240/108/108/108), else episodes_per_task x num_tasks;
-    None when unknown."""
-    if not protocol:
-        return None
-    listed = (protocol.get("params") or {}).get("tasks", protocol.get("tasks"))
-    if isinstance(listed, list) and listed and all(
-        isinstance(t, dict) and isinstance(t.get("episodes"), int) for t in listed
-    ):
-        return sum(int(t["episodes"]) for t in listed)
-    per_task, tasks = protocol.get("episodes_per_task"), protocol.get("num_tasks")
-    return int(per_task) * int(tasks) if isinstance(per_task, int) and isinstance(tasks, int) else None
-
-
-def measure(
-    records: Sequence[Mapping[str, Any]], protocols: Mapping[str, Mapping[str, Any]],
-    requested: Mapping[str, int], rules: Sequence[AggregateRule], suites: Iterable[str] = (),
-) -> tuple[dict[str, SuiteStats], list[Estimate]]:
-    """Measure suites (those with records plus `suites`) and every applicable aggregate rule."""
-    by_suite: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for record in records:
-        by_suite[suite_of(record)].append(record)
-    chains = {r.suites[0]: r.length for r in rules if r.rule == "chain_success"}
-    measured = {}
-    for name in sorted(set(by_suite) | set(suites)):
-        protocol = (protocols.get(name) or {}).get("protocol") or {}
-        measured[name] = measure_suite(
-            name, by_suite.get(name, []), full=full_count(protocol), requested=requested.get(name),
-            chain_length=chains.get(name), benchmark=str(protocol.get("benchmark", "")),
-        )
-    aggregates = [e for rule in rules for e in measure_aggregate(rule, measured)]
-    return measured, aggregates
-
-
-def load_run(
-    run_dir: Path, rules: Sequence[AggregateRule] | None = None, compare_with: str | None = None
-) -> RunSummary:
-    """Read a run folder (manifest.json + episodes.jsonl) and measure it.
-
-    compare_with: take the reported numbers from this checkpoints.yaml entry instead of the run's
-    own checkpoint (e.g. a fine-tune or a local copy against the released LIBERO numbers)."""
-    run_dir = Path(run_dir)
-    store = RunStore(run_dir)
-    manifest = store.read_manifest() or {}
-    records = dedupe(store.records())
-    if not manifest and not records:
-        raise UserError(f"{run_dir}: not a run folder (no manifest.json or episodes.jsonl)")
-    rules = load_aggregates() if rules is None else rules
-    checkpoint_info = manifest.get("checkpoint") or {}
-    first = records[0] if records else {}
-    checkpoint = str(checkpoint_info.get("name") or first.get("checkpoint") or "?")
-    protocols = {str(k): dict(v) for k, v in (manifest.get("suites") or {}).items()
-                 if isinstance(v, dict)}
-    for record in records:
-        entry = protocols.setdefault(suite_of(record), {})
-        entry.setdefault("hash", record.get("protocol_hash"))
-    suites, aggregates = measure(records, protocols, manifest.get("expected_episodes") or {}, rules,
-                                 suites=protocols)
-    checkpoints = load_checkpoints()
-    if compare_with is not None and compare_with not in checkpoints:
-        raise UserError(f"--compare-with: unknown checkpoint '{compare_with}' "
-                        f"(known: {', '.join(checkpoints)})")
-    info = checkpoints.get(compare_with or checkpoint)
-    return RunSummary(
-        run_dir=run_dir, run=str(manifest.get("run") or first.get("run") or run_dir.name),
-        manifest=manifest, checkpoint=checkpoint,
-        checkpoint_id=str(checkpoint_info.get("hash") or first.get("checkpoint_id") or ""),
-        execution=dict(manifest.get("execution") or first.get("execution") or {}),
-        protocols=protocols, suites=suites, aggregates=aggregates,
-        reported=dict(info.reported) if info else {}, records=records,
-        reported_source=info.name if info else checkpoint,
-    )
-
-
-# -- looking numbers up -----------------------------------------------------------------------------
-def lookup(summary: RunSummary, key: str, metric: str) -> Estimate | None:
-    """The measured counterpart of a reported number (suite success, a task, an aggregate)."""
-    for estimate in summary.aggregates:
-        if estimate.key == key and estimate.metric == metric:
-            return estimate
-    suite = summary.suites.get(key)
-    if suite is None:
-        return None
-    if metric == "success":
-        return rate_estimate(key, metric, suite.rate, suite.partial)
-    for task in suite.tasks.values():
-        if task.name == metric:
-            return rate_estimate(key, metric, task.rate, suite.partial)
-    return None
-
-
-@dataclass
-class Comparison:
-    """A reported number next to what this run measured."""
-
-    key: str
-    metric: str
-    reported: float
-    measured: Estimate | None
-
-    @property
-    def delta(self) -> float | None:
-        if self.measured is None or self.measured.value is None:
-            return None
-        return self.measured.value - self.reported
-
-    @property
-    def inside(self) -> bool | None:
-        m = self.measured
-        if m is None or m.low is None or m.high is None:
-            return None
-        return m.low - 1e-9 <= self.reported <= m.high + 1e-9
-
-
-def compare_reported(summary: RunSummary) -> list[Comparison]:
-    """Reported numbers whose suite (or a member suite) this run measured."""
-    out = []
-    touched = set(summary.suites) | {e.key for e in summary.aggregates}
-    for key, metrics in summary.reported.items():
-        if key not in touched:
-            continue
-        for metric, value in metrics.items():
-            out.append(Comparison(key, metric, float(value), lookup(summary, key, metric)))
-    return out
-
-
-# -- rendering ------------------------------------------------------------------------------------
-def fmt(value: float | None, metric: str = "") -> str:
-    if value is None:
-        return "–"
-    text = f"{value:.2f}" if metric == "avg_len" else f"{value:.1f}"
-    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0"
-
-
-def fmt_ci(low: float | None, high: float | None, metric: str = "") -> str:
-    return "–" if low is None or high is None else f"[{fmt(low, metric)}, {fmt(high, metric)}]"
-
-
-SYNC_IDENTITY = ("mode", "replan_steps")
-
-
-def execution_identity(execution: Mapping[str, Any]) -> dict[str, Any]:
-    """The execution settings that change results: sync -> mode and replan steps (delays, clock
-    and prefix support do not act); async -> every recorded setting."""
-    if execution.get("mode", "sync") == "sync":
-        return {k: execution[k] for k in SYNC_IDENTITY if k in execution}
-    return dict(execution)
-
-
-def execution_label(execution: Mapping[str, Any]) -> str:
-    """Mode plus the settings that matter, e.g. 'sync,replan_steps=10'."""
-    identity = execution_identity(execution)
-    mode = str(identity.get("mode", "?"))
-    extra = [f"{k}={identity[k]}" for k in sorted(identity) if k != "mode"]
-    return ",".join([mode, *extra])
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return lines
 
 
 def _coverage(suite: SuiteStats) -> str:
@@ -334,27 +45,31 @@ def render_markdown(summary: RunSummary) -> str:
              f"- checkpoint: **{summary.checkpoint}** (`{summary.checkpoint_id[:16] or '?'}`)",
              f"- execution: {execution_label(summary.execution)}",
              f"- git commit: {m.get('git_commit') or '?'}; created {m.get('created_at') or '?'}"]
+    runtime = runtime_note(m.get("policy") or {})
+    if runtime:
+        lines.append(f"- policy runtime: {runtime}")
     partial = [s for s in summary.suites.values() if s.partial]
     lines.append(f"- status: **PARTIAL** ({', '.join(s.name for s in partial)})" if partial
                  else "- status: complete")
     lines += ["", "## Suites", "", "Success rates over independent trials with Wilson 95% intervals;"
-              " errored episodes are excluded from rates and counted separately (chained suites such as"
-              " CALVIN: share of sequences that completed every subtask).", ""]
-    lines += _table(
+              " an episode that ended with an error counts as a failure, as the release counts it, and"
+              " is also listed under Errors (chained suites such as CALVIN: share of sequences that"
+              " completed every subtask).", ""]
+    lines += markdown_table(
         ("suite", "success %", "95% CI", "successes / n", "episodes", "errors", "coverage", "status"),
         [(s.name, fmt(s.rate.value), fmt_ci(*(s.rate.interval() or (None, None))),
           f"{s.rate.successes:g} / {s.rate.n}", s.episodes, s.errors, _coverage(s), s.status)
          for s in summary.suites.values()])
     if summary.aggregates:
         lines += ["", "## Aggregates", ""]
-        lines += _table(("aggregate", "metric", "value", "95% CI", "method", "n", "note"),
+        lines += markdown_table(("aggregate", "metric", "value", "95% CI", "method", "n", "note"),
                         [(e.key, e.metric, fmt(e.value, e.metric), fmt_ci(e.low, e.high, e.metric),
                           e.method, e.n, ("partial; " if e.partial else "") + e.note)
                          for e in summary.aggregates])
     lines += ["", f"## Comparison with reported ({summary.reported_source or summary.checkpoint})", ""]
     comparisons = compare_reported(summary)
     if comparisons:
-        lines += _table(
+        lines += markdown_table(
             ("key", "metric", "reported", "measured", "delta", "95% CI", "reported in CI", "status"),
             [(c.key, c.metric, fmt(c.reported, c.metric), fmt(c.measured and c.measured.value, c.metric),
               fmt(c.delta, c.metric) if c.delta is not None else "–",
@@ -363,17 +78,32 @@ def render_markdown(summary: RunSummary) -> str:
               _comparison_status(summary, c)) for c in comparisons])
     else:
         lines.append("No reported numbers for this checkpoint and these suites.")
+    lines += release_section(summary)
     lines += _task_sections(summary)
     lines += _error_section(summary)
     lines += ["", latency_markdown(latency_summary(summary.records)).rstrip()]
     lines += ["", "## Timing (seconds per episode)", ""]
-    lines += _table(("suite", "episodes", "total", "reset", "infer", "sim", "render", "hours"),
+    lines += markdown_table(("suite", "episodes", "total", "reset", "infer", "sim", "render", "hours"),
                     [(s.name, s.episodes + s.errors,
                       *(_seconds(s.timings.get(k)) for k in ("total_s", "reset_s", "infer_s",
                                                              "sim_s", "render_s")),
                       f"{s.timings.get('total_s', 0) * (s.episodes + s.errors) / 3600:.2f}")
                      for s in summary.suites.values()])
     return "\n".join(lines) + "\n"
+
+
+def runtime_note(policy: Mapping[str, Any]) -> str:
+    """Device, dtype and attention kernel, flagged when not the release's (bf16 + flash_attention_2)."""
+    server = policy.get("server") if isinstance(policy.get("server"), dict) else None
+    policy = server or policy
+    if not policy.get("device"):
+        return ""
+    text = f"{policy.get('device')}, {policy.get('dtype')}, {policy.get('attn_implementation')}"
+    if policy.get("release_attention") is False:
+        text += " (**not the release's attention kernel**: install flash-attn for flash_attention_2)"
+    elif policy.get("release_attention") is None:
+        text += " (CPU: not the release's bf16 + flash_attention_2 runtime)"
+    return text
 
 
 def _seconds(value: float | None) -> str:
@@ -405,14 +135,16 @@ def _task_sections(summary: RunSummary) -> list[str]:
             note = "; ".join(notes)
             rows.append((task.key, task.name, fmt(rate.value), fmt_ci(*(rate.interval() or (None, None))),
                          f"{rate.successes:g} / {rate.n}", task.errors, note))
-        lines += _table(("task", "name", "success %", "95% CI", "successes / n", "errors", "note"), rows)
+        lines += markdown_table(("task", "name", "success %", "95% CI", "successes / n", "errors", "note"),
+                                rows)
     return lines
 
 
 def _error_section(summary: RunSummary) -> list[str]:
     total = sum(s.errors for s in summary.suites.values())
     lines = ["", "## Errors", "",
-             f"{total} episode(s) ended with an error (not counted as failures, excluded from rates)."]
+             f"{total} episode(s) ended with an error (after one retry); each counts as a failure in the "
+             "rates above, as in the release's clients."]
     for suite in summary.suites.values():
         for key, error in suite.error_samples[:10]:
             lines.append(f"- `{key}`: {error.splitlines()[0] if error else '?'}")
@@ -444,64 +176,14 @@ def csv_rows(summary: RunSummary) -> list[dict[str, Any]]:
     return rows
 
 
-def estimate_cells(e: Estimate, reported: float | None) -> dict[str, Any]:
-    """CSV cells of an estimate (rounded) and of its comparison with a reported number."""
-    digits = 3 if e.metric == "avg_len" else 2
+def report_run(run_dir: Path, compare_with: str | None = None) -> str:
+    """Markdown report of a run; writes report.md and report.csv beside it.
 
-    def r(x: float | None) -> float | None:
-        return None if x is None else round(x, digits)
-
-    cells = {"metric": e.metric, "value": r(e.value), "ci_low": r(e.low), "ci_high": r(e.high),
-             "method": e.method, "n": e.n,
-             "successes": None if e.rate is None else round(e.rate.successes, 3)}
-    if reported is not None:
-        comparison = Comparison(e.key, e.metric, reported, e)
-        cells.update(reported=float(reported), delta=r(comparison.delta),
-                     reported_in_ci=comparison.inside)
-    return cells
-
-
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write rows with fixed columns (None -> empty cell, bool -> true/false)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _cell(row.get(c)) for c in columns})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:  # readers (and a concurrent report) never see half a file
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-            stream.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def report_run(
-    run_dir: Path,
-    leaderboard_csv: Path | None = Path("results/leaderboard.csv"),
-    compare_with: str | None = None,
-) -> str:
-    """Markdown report of a run; writes report.md and report.csv beside it and updates the
-    run's rows in `leaderboard_csv` (pooled with sibling runs of the same checkpoint, suite and
-    protocol; rerunning does not duplicate rows). None skips the leaderboard."""
+    compare_with: take the reported numbers from this checkpoints.yaml entry (e.g. a fine-tune
+    against the released LIBERO numbers)."""
     run_dir = Path(run_dir)
     summary = load_run(run_dir, compare_with=compare_with)
     text = render_markdown(summary)
     (run_dir / "report.md").write_text(text, encoding="utf-8")
     write_csv(run_dir / "report.csv", REPORT_COLUMNS, csv_rows(summary))
-    if leaderboard_csv is not None:
-        from mibot_eval.results.leaderboard import update_for_run
-
-        update_for_run(run_dir, Path(leaderboard_csv))
     return text

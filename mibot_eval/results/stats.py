@@ -14,15 +14,18 @@ Measurement (records -> numbers):
   measure_aggregate          an aggregation rule (checkpoints.yaml `aggregates:`) over suites -> Estimate
 
 Rules the measurement follows:
-  * status "error" records are not trials: they are counted in `errors` and excluded from rates.
+  * status "error" records count as failed trials, as the release counts them (its clients catch an
+    exception in a trial and return False): every rate here is the release-comparable one. They are
+    also counted apart in `errors` (the report lists them); a CALVIN sequence that raised counts as
+    0 completed subtasks.
   * Deterministic repeats (SimplerEnv WidowX runs each episode six times with identical inputs and
     noise seed) are one independent trial: records sharing `metrics.repeat_of` (the key of the
     episode they repeat; the original has no repeat_of) are collapsed into one unit whose value is
     their mean success. The point estimate is unchanged (90/144 = 15/24) but intervals count 24
     trials per task, not 144. Groups whose copies disagree are counted in `inconsistent_repeats`.
-  * Coverage counts episode records (repeats included), as the protocol counts them: a suite is
-    partial when it has fewer ok episodes than episodes_per_task x num_tasks, or than the run asked
-    for (`expected_episodes`).
+  * Coverage counts episode records (repeats and errors included), as the protocol counts them: a
+    suite is partial when it has fewer episodes than episodes_per_task x num_tasks, or than the run
+    asked for (`expected_episodes`).
   * Task groups (SimplerEnv's drawer = open + close drawer) pool their members' trials: the group
     rate is the members' rates weighted by their trial counts (108 + 108 VM, so the mean of both).
   * Bootstrap intervals resample independent units with replacement inside each stratum, where a
@@ -249,7 +252,7 @@ class SuiteStats:
     benchmark: str
     tasks: dict[str, TaskStats]
     episodes: int  # ok records
-    errors: int
+    errors: int  # error records (also failed trials in every rate)
     full: int | None  # episodes of the full protocol (report.full_count)
     requested: int | None  # what the run asked for (manifest expected_episodes)
     chain: ChainStats | None = None
@@ -273,12 +276,17 @@ class SuiteStats:
         return Rate(sum(sum(t.units) for t in chosen), sum(len(t.units) for t in chosen))
 
     @property
+    def trials(self) -> int:
+        """Recorded episodes, errors included (what coverage and partial count)."""
+        return self.episodes + self.errors
+
+    @property
     def coverage(self) -> float | None:
-        return self.episodes / self.full if self.full else None
+        return self.trials / self.full if self.full else None
 
     @property
     def partial(self) -> bool:
-        return any(target is not None and self.episodes < target
+        return any(target is not None and self.trials < target
                    for target in (self.full, self.requested))
 
     @property
@@ -287,7 +295,7 @@ class SuiteStats:
         if not self.partial:
             return "complete"
         target = self.full if self.full is not None else self.requested
-        text = f"partial: {self.episodes}/{target} ok episodes"
+        text = f"partial: {self.trials}/{target} episodes"
         if self.coverage is not None:
             text += f" ({100 * self.coverage:.1f}% of the protocol)"
         if self.requested is not None and self.requested != target:
@@ -304,11 +312,13 @@ def _record_ok(record: Mapping[str, Any]) -> bool:
 
 
 def _unit_groups(records: Iterable[Mapping[str, Any]]) -> dict[str, list[bool]]:
-    """Independent-trial groups: a record and its deterministic repeats (metrics.repeat_of)."""
+    """Independent-trial groups: a record and its deterministic repeats (metrics.repeat_of). An
+    error record is a failure."""
     groups: dict[str, list[bool]] = defaultdict(list)
     for record in records:
         metrics = record.get("metrics") or {}
-        groups[str(metrics.get("repeat_of") or record.get("key"))].append(bool(record.get("success")))
+        success = _record_ok(record) and record.get("success") is True
+        groups[str(metrics.get("repeat_of") or record.get("key"))].append(success)
     return groups
 
 
@@ -337,7 +347,8 @@ def measure_suite(
                        error_samples=[(str(r.get("key")), str(r.get("error") or "")) for r in failed])
     if chain_length is not None:
         stats.chain = ChainStats(chain_length, {
-            str(r.get("key")): int((r.get("metrics") or {}).get("completed", 0)) for r in ok
+            str(r.get("key")): int((r.get("metrics") or {}).get("completed", 0)) if _record_ok(r) else 0
+            for r in records
         })
         stats.tasks = _subtask_stats(ok, chain_length)
         return stats
@@ -349,7 +360,7 @@ def measure_suite(
         task_ok = [r for r in task_records if _record_ok(r)]
         task = TaskStats(key, str(task_records[0].get("task_name") or key),
                          episodes=len(task_ok), errors=len(task_records) - len(task_ok))
-        for outcomes in _unit_groups(task_ok).values():
+        for outcomes in _unit_groups(task_records).values():
             value = sum(outcomes) / len(outcomes)
             task.units.append(value)
             task.inconsistent_repeats += 0 < value < 1 and len(outcomes) > 1

