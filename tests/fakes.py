@@ -41,11 +41,13 @@ class RecordingPolicy(ScriptedPolicy):
     def __init__(self, horizon: int = 10, scale: float = 0.8) -> None:
         super().__init__(horizon=horizon, scale=scale)
         self.seen: list[tuple[dict[str, bytes], bytes, str]] = []
+        self.seeds: list[int | None] = []
 
     def infer(self, requests: Sequence[PolicyRequest]) -> list[np.ndarray]:
         for r in requests:
             images = {k: v.tobytes() for k, v in r.observation.images.items()}
             self.seen.append((images, r.observation.state.tobytes(), r.observation.instruction))
+            self.seeds.append(r.seed)
         return super().infer(requests)
 
 

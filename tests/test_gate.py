@@ -110,3 +110,26 @@ def test_widowx_repeats_are_not_144_trials(tmp_path, capsys) -> None:
     code, out, _ = _check(capsys, "--candidate", str(run), "--baseline", "reported")
     assert code == 0, out
     assert "| ok | simpler_widowx | put_carrot_on_plate | 50.0 | 62.5 | -12.5 | 24 |" in out
+
+
+RELEASE_SPATIAL = [50, 50, 50, 50, 49, 49, 50, 47, 49, 50]  # the release's logs, per task of 50
+
+
+def test_gate_against_the_release_logs_passes_on_the_release_counts(tmp_path, capsys) -> None:
+    cand = libero_run(tmp_path, "same", {"libero_spatial": RELEASE_SPATIAL})
+    code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", "release")
+    assert code == 0 and "RESULT: PASS" in out
+    assert "the release's logged outcomes" in out
+    assert "| ok | libero_spatial | 7 (task_7) | 94.0 | 94.0 | 0.0 | 50 | 50 |" in out
+
+
+def test_gate_against_the_release_logs_names_the_task_that_dropped(tmp_path, capsys) -> None:
+    worse = RELEASE_SPATIAL.copy()
+    worse[2] = 30  # the release: 50 / 50
+    cand = libero_run(tmp_path, "worse", {"libero_spatial": worse})
+    code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", "release")
+    assert code == 1 and "libero_spatial task 2 (task_2) (-40.0 pp)" in out
+    # a candidate on another protocol is refused: the release ran the official one
+    other = libero_run(tmp_path, "other", {"libero_spatial": RELEASE_SPATIAL}, max_steps=100)
+    code, _, err = _check(capsys, "--candidate", str(other), "--baseline", "release")
+    assert code == 2 and "not the official" in err

@@ -128,3 +128,27 @@ def test_compare_with_another_checkpoints_reported_numbers(tmp_path) -> None:
     assert "| libero_spatial | success | 98.8 | 90.0 | -8.8 |" in text
     with pytest.raises(UserError, match="unknown checkpoint 'nope'"):
         load_run(run_dir, compare_with="nope")
+
+
+def test_report_compares_each_task_with_the_release_logs(tmp_path) -> None:
+    counts = [50, 50, 30, 50, 49, 49, 50, 47, 49, 50]  # the release: 50 / 50 on task 2
+    text = report_run(libero_run(tmp_path, "r", {"libero_spatial": counts}))
+    section = text[text.index("## Comparison with the release's own episodes"):]
+    # Newcombe: from the Wilson intervals (46.2, 72.4) of 30/50 and (92.9, 100) of 50/50
+    assert "| 2 (task_2) | 30 / 50 | 50 / 50 | -40.0 | [-53.8, -25.7] | **differs** |" in section
+    assert "| libero_spatial | 7 (task_7) | 47 / 50 | 47 / 50 | 0.0 |" in section
+    assert sum("| **differs** |" in line for line in section.splitlines()) == 1
+
+
+def test_report_shows_episode_agreement_with_the_release_for_simplerenv(tmp_path) -> None:
+    from mibot_eval.results.release_baseline import load_release_baseline
+
+    release = load_release_baseline().records("simpler_widowx")[:24]  # the carrot task's first 24
+    flipped = {release[0]["key"], release[1]["key"]}
+    records = [{**r, "success": (not r["success"]) if r["key"] in flipped else r["success"]}
+               for r in release]
+    run_dir = write_run(tmp_path, "w", "Xiaomi-Robotics-0-SimplerEnv-WidowX",
+                        {"simpler_widowx": official("simpler_widowx")}, records)
+    text = report_run(run_dir)
+    row = next(line for line in text.splitlines() if line.startswith("| simpler_widowx | 0 "))
+    assert "agree 22/24" in row and "disagree 2" in row

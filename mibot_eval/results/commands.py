@@ -107,9 +107,9 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
         "reported averages; Holm-adjusted across the check. See docs/regression-gate.md.",
     )
     p.add_argument("--candidate", required=True, metavar="RUN", help="candidate run folder")
-    p.add_argument("--baseline", required=True, metavar="RUN|reported",
-                   help="baseline run folder, or 'reported' for the candidate checkpoint's "
-                   "numbers in checkpoints.yaml")
+    p.add_argument("--baseline", required=True, metavar="RUN|reported|release",
+                   help="baseline run folder; 'reported' for the candidate checkpoint's numbers in "
+                   "checkpoints.yaml; 'release' for the release's own logged outcomes, per task")
     p.add_argument("--max-drop", type=float, default=0.0, metavar="PP",
                    help="tolerated drop in percentage points (default 0)")
     p.add_argument("--alpha", type=float, default=0.05, metavar="A",

@@ -1,6 +1,6 @@
 """Regression gate: is a candidate run significantly worse than a baseline run or the release?
 
-    mibot-eval check --candidate RUN --baseline RUN|reported [--max-drop PP] [--alpha A]
+    mibot-eval check --candidate RUN --baseline RUN|reported|release [--max-drop PP] [--alpha A]
                      [--correction holm|none]
 
 Exit 0: not significantly worse anywhere. Exit 1: a table names each suite/task that regressed.
@@ -12,12 +12,17 @@ The rule. For every compared number, H0 "candidate >= baseline - max_drop" is te
     attempts) with the Newcombe hybrid-score interval for the difference of two proportions,
     inverted into a p-value (the upper one-sided bound of candidate - baseline lies below
     -max_drop exactly when p < alpha).
+  * baseline `release`: the release's own logged outcomes (mibot_eval/data/release), measured like a
+    run and compared as a baseline RUN, per task and per suite (CALVIN: chain rates over all
+    sequences of each side: the release's logs do not say which sequence had which length).
+    The candidate's protocol must be the official one; it may have fewer episodes than the release.
   * baseline `reported` (the candidate checkpoint's numbers in checkpoints.yaml): rates (suite
     success, a task, a CALVIN chain_k) with the one-sided Wilson score test against the fixed
     rate reported - max_drop; averages (libero.average, a SimplerEnv suite average) with the
     seeded bootstrap of the release's aggregation rule (p = share of replicates >= the threshold).
     CALVIN avg_len is shown but not tested: it is the sum of the tested chain rates.
-  Trials are independent trials: errored episodes are excluded, WidowX repeats count once.
+  Trials are independent trials: an errored episode is a failure (as the release counts it), WidowX
+  repeats count once.
   The p-values of one check form one family: Holm's step-down adjustment (default) keeps the
   chance of any false alarm at alpha across all suites and tasks (--correction none tests each at
   alpha). A regression is an adjusted p-value below alpha, so it is always an observed drop
@@ -154,11 +159,24 @@ def check_regression(
         raise UserError(f"--correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     rules = load_aggregates()
     cand = load_run(resolve_run(candidate), rules)
-    if not any(s.episodes for s in cand.suites.values()):
-        raise UserError(f"{cand.run_dir}: the candidate has no finished (ok) episodes to compare")
+    if not any(s.trials for s in cand.suites.values()):
+        raise UserError(f"{cand.run_dir}: the candidate has no finished episodes to compare")
     if str(baseline) == "reported":
         checks, notes = _against_reported(cand, max_drop)
         label = f"reported numbers of {cand.checkpoint}"
+    elif str(baseline) == "release":
+        from mibot_eval.results.release_compare import release_summary
+
+        problems, notes = _official_problems(cand)
+        _refuse(problems, "the release's protocol")
+        base = release_summary(list(cand.suites))
+        missing = [s for s in cand.suites if s not in base.suites]
+        if missing:
+            notes.append(f"not logged by the release, not compared: {', '.join(missing)}")
+        cand_logged = _restrict(cand, base.suites)
+        more_checks, more_notes = _against_run(cand_logged, base, max_drop, same_episodes=False)
+        checks, notes = more_checks, notes + more_notes
+        label = "the release's logged outcomes (mibot_eval/data/release)"
     else:
         base = load_run(resolve_run(baseline), rules)
         checks, notes = _against_run(cand, base, max_drop)
@@ -232,18 +250,29 @@ def _pair(scope: str, suite: str, name: str, metric: str, c: Rate, b: Rate, marg
                  p_worse_than_run(c.successes, c.n, b.successes, b.n, margin / 100))
 
 
-def _against_run(cand: RunSummary, base: RunSummary, max_drop: float) -> tuple[list[Check], list[str]]:
-    _refuse(_protocol_problems(cand, base), f"baseline {base.run_dir}")
+def _restrict(summary: RunSummary, suites: Mapping[str, Any]) -> RunSummary:
+    """The summary with only the given suites (and no aggregate)."""
+    from dataclasses import replace
+
+    return replace(summary, suites={k: v for k, v in summary.suites.items() if k in suites}, aggregates=[])
+
+
+def _against_run(cand: RunSummary, base: RunSummary, max_drop: float, same_episodes: bool = True
+                 ) -> tuple[list[Check], list[str]]:
+    """same_episodes False (the release): no episodes-per-task check, CALVIN over all sequences."""
+    if same_episodes:
+        _refuse(_protocol_problems(cand, base), f"baseline {base.run_dir}")
     checks: list[Check] = []
     notes: list[str] = []
     for name, mine in cand.suites.items():
         theirs = base.suites[name]
-        if not mine.episodes or not theirs.episodes:
-            side = "the candidate" if not mine.episodes else "the baseline"
-            notes.append(f"{name}: no ok episodes on {side}'s side, not compared")
+        if not mine.trials or not theirs.trials:
+            side = "the candidate" if not mine.trials else "the baseline"
+            notes.append(f"{name}: no episodes on {side}'s side, not compared")
             continue
         if mine.chain is not None and theirs.chain is not None:
-            common = sorted(set(mine.chain.completed) & set(theirs.chain.completed))
+            common = (sorted(set(mine.chain.completed) & set(theirs.chain.completed))
+                      if same_episodes else None)
             for k, (c, b) in enumerate(zip(mine.chain.rates(common), theirs.chain.rates(common),
                                            strict=True), start=1):
                 checks.append(_pair("suite", name, f"chain_{k}", f"chain_{k}", c, b, max_drop))
