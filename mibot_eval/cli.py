@@ -16,6 +16,7 @@ EPILOG = """examples:
   mibot-eval run --checkpoint tiny --suites libero_spatial --tasks 0 --episodes 1
   mibot-eval run --checkpoint Xiaomi-Robotics-0-LIBERO          # full official LIBERO protocol
   mibot-eval report results/tiny__libero__sync
+  mibot-eval inspect libero_spatial 0 1 --json                  # scene, images, state, seed of one trial
 """
 
 
@@ -194,10 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     from mibot_eval.results import commands
 
     commands.register(sub)
-    from mibot_eval import serve, shard
+    from mibot_eval import inspect_episode, serve, shard
 
     serve.register(sub)
     shard.register(sub)
+    inspect_episode.register(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -110,3 +111,13 @@ def test_task_lists_and_ranges() -> None:
         _int_list("3-1")
     with pytest.raises(argparse.ArgumentTypeError):
         _int_list("a")
+
+
+def test_inspect_bad_input_is_one_line() -> None:
+    assert "unknown suite 'nope'" in _one_error_line(_cli("inspect", "nope", "0", "0"))
+    assert "calvin_env" in _one_error_line(_cli("inspect", "calvin_abc_d", "776", "0"))  # not installed
+    if importlib.util.find_spec("libero") is not None:
+        line = _one_error_line(_cli("inspect", "libero_spatial", "0", "50"))
+        assert "no episode with task 0 and trial 50" in line
+    help_text = _cli("inspect", "--help").stdout
+    assert "--json" in help_text and "release seed" in help_text

@@ -149,6 +149,7 @@ def test_the_first_query_is_the_release_clients_byte_for_byte(suite, task_id, tr
     release = ReleaseTrial(suite, task_id, trial, observe=True)
     try:
         expected = release.first_query()
+        release_bodies = release.bodies
     finally:
         release.close()
     adapter = LiberoAdapter(load_suite(suite))
@@ -157,3 +158,26 @@ def test_the_first_query_is_the_release_clients_byte_for_byte(suite, task_id, tr
         assert _harness_first_query(adapter, task_id, trial) == expected
     finally:
         adapter.close()
+    if suite == "libero_spatial":  # `mibot-eval inspect` shows the same first query
+        _check_inspect(suite, task_id, trial, expected, release_bodies)
+
+
+def _check_inspect(suite, task_id, trial, expected, release_bodies) -> None:
+    import contextlib
+    import io
+
+    from mibot_eval.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["inspect", suite, str(task_id), str(trial), "--json"]) == 0
+    info = json.loads(out.getvalue())  # stdout is pure JSON (simulator chatter goes to stderr)
+    images, state, instruction, seed = expected
+    assert info["key"] == f"{suite}/{task_id}/{trial}" and info["release_seed"] == seed
+    assert info["instruction"] == instruction and info["state_dtype"] == "float64"
+    assert np.array(info["state"]).tobytes() == state
+    for label, data in images.items():
+        assert info["images"][label]["md5"] == hashlib.md5(data).hexdigest()
+    assert {n: (b["pos"], b["quat"]) for n, b in info["scene"]["bodies"].items()} == {
+        n: (b["pos"], b["quat"]) for n, b in release_bodies.items()}
+    assert "/no_cot" in info["prompt"] and instruction in info["prompt"]

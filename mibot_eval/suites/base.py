@@ -54,6 +54,11 @@ class SuiteAdapter(Protocol):
         """Simulator facts for the run manifest (config source, installed commit, render mode)."""
         ...
 
+    def scene(self) -> dict[str, object]:
+        """What the last reset placed (LIBERO: bodies and poses; CALVIN: the start state; SimplerEnv:
+        the list entry), JSON-serialisable, for `mibot-eval inspect`."""
+        ...
+
     def close(self) -> None:
         ...
 

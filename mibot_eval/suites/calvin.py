@@ -465,6 +465,16 @@ class CalvinAdapter:
             return None
         return np.ascontiguousarray(self._last_obs["rgb_obs"][self.video_key], dtype=np.uint8)
 
+    def scene(self) -> dict[str, Any]:
+        """The start state the last reset placed (for `mibot-eval inspect`)."""
+        if self._spec is None:
+            return {}
+        condition, subtasks = self.sequences[self._spec.task_id]
+        robot_obs, scene_obs = start_state(condition)
+        return {"sequence": self._spec.task_id, "release_position": self.order.index(self._spec.task_id),
+                "condition": condition, "subtasks": list(subtasks),
+                "robot_obs": robot_obs.tolist(), "scene_obs": scene_obs.tolist()}
+
     def episode_metrics(self) -> dict[str, object]:
         """Merged into the episode record: chain progress and which subtasks the sequence holds."""
         if self._spec is None:

@@ -284,6 +284,10 @@ class LiberoAdapter:
         """Flattened MuJoCo state (for equivalence tests)."""
         return self._env.get_sim_state()
 
+    def scene(self) -> dict[str, Any]:
+        """The bodies the last reset placed (for `mibot-eval inspect`)."""
+        return {"bodies": self.placed_bodies()}
+
     def placed_bodies(self) -> dict[str, dict[str, list[float]]]:
         """Every body attached to the world: its placement (model pos, quat w-x-y-z) and its world
         pose now (xpos, xquat). Fixtures placed at reset (cabinet, stove, ...) differ in `pos`."""

@@ -337,6 +337,13 @@ class SimplerAdapter:
             facts.update(describe())
         return facts
 
+    def scene(self) -> dict[str, Any]:
+        """The list entry the last reset built (for `mibot-eval inspect`)."""
+        if self._episode is None:
+            return {}
+        return {"reference_index": self._episode.reference_index, "task_suite": self._episode.source,
+                "env_kwargs": self._episode.env_kwargs, "reset_options": self._episode.reset_options}
+
     def episode_metrics(self) -> dict[str, object]:
         if self._episode is None or self._spec is None:
             return {}
