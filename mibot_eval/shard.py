@@ -2,7 +2,7 @@
 
 Shard I of N is the I-th of N contiguous blocks of the selected episodes in official order
 (mibot_eval.parallel.plan.partition: near-equal sizes, cuts moved to task boundaries when that costs
-at most 10% balance, so a shard rarely starts mid-task and replays few LIBERO resets). It depends only
+at most 10% balance, so a shard rarely builds an env for only a few trials of a task). It depends only
 on the selection (suites, tasks, episodes per task) and N, so every machine computes the same split.
 Each shard writes its own run folder (`...__shardIofN`) whose manifest lists all planned episode keys.
 

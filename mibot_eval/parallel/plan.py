@@ -1,13 +1,14 @@
 """Which simulator runs which episodes: contiguous, in-order trial ranges of one task.
 
-Why ranges: an adapter reuses one env per task across its trials, and LIBERO's trial i must see the
-task's reset RNG stream after i resets, so an adapter that starts a task at trial k replays k resets
-(~2-4 s each). Handing out whole tasks (or contiguous trial ranges in trial order) keeps replays rare.
+Why ranges: an adapter reuses one env per task across its trials (building one costs seconds).
+Every trial is independent of the others (LIBERO re-seeds before each trial's reset, as the release's
+fresh env per trial does), so a range may start at any trial at no extra cost: handing out whole tasks
+only saves env builds.
 
 `WorkQueue` (workers, local or Ray): idle workers take the next whole task in official order; when no
 task is left, an idle worker steals the back half of the longest range still queued on another
-worker (one replay of its first trial's resets, instead of idling). A worker that dies hands its
-remaining range (retried episode first) back to the front of the queue.
+worker (one env build, instead of idling). A worker that dies hands its remaining range (retried
+episode first) back to the front of the queue.
 
 `partition` (shards): the official episode order cut into N contiguous blocks of near-equal size;
 a cut is moved to the nearest task boundary when that changes the block size by at most 10%, so
