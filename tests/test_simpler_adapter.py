@@ -10,7 +10,12 @@ from mibot_eval.episode import run_episode
 from mibot_eval.errors import UserError
 from mibot_eval.execution import ChunkScheduler, ExecutionConfig
 from mibot_eval.suites.simpler import SimplerAdapter
-from mibot_eval.suites.simpler_convert import bridge_state, fractal_state, preprocess_image
+from mibot_eval.suites.simpler_convert import (
+    bridge_state,
+    conversion_backend,
+    fractal_state,
+    preprocess_image,
+)
 from tests.fakes import RecordingPolicy
 from tests.simpler_standin import StandinBackend, make_assets
 
@@ -190,7 +195,7 @@ def test_describe_for_the_manifest(tmp_path) -> None:
     adapter, _ = make_adapter(tmp_path)
     assert adapter.describe() == {
         "backend": "standin", "episode_list": "mibot_eval/data/simplerenv/fractal.json.gz",
-        "render": "lazy", "success_rule": "first_done",
+        "render": "lazy", "success_rule": "first_done", "conversions": conversion_backend(),
     }
 
 

@@ -126,3 +126,36 @@ def test_preprocess_image(shape, size) -> None:
     edge = flat.copy()
     edge[:, :8] = 255  # 8 source columns = 4 (Google) or 3.2 (WidowX) resized columns < crop offset
     assert np.all(preprocess_image(edge, size[0], size[1], 0.95)[:, :, 0] == 77)
+
+
+def test_with_transforms3d_states_and_actions_are_the_release_clients_bit_for_bit(monkeypatch) -> None:
+    """The release computes with transforms3d on the simulator's float32 pose and the chunk's float32
+    values; the state's bits feed the per-request seed, so the harness must do exactly that."""
+    t3d = pytest.importorskip("transforms3d.quaternions")
+    from transforms3d.euler import euler2axangle, mat2euler
+
+    from mibot_eval.suites import simpler_convert as sc
+
+    assert sc.conversion_backend() == "transforms3d"
+    rng = np.random.default_rng(3)
+    down = np.array([[0, 0, 1.0], [0, 1.0, 0], [-1.0, 0, 0]])
+    fallback_gap = 0.0
+    for _ in range(200):
+        quat = rng.normal(size=4)
+        eef = np.concatenate([rng.normal(size=3), quat / np.linalg.norm(quat), [rng.uniform()]])
+        eef = eef.astype(np.float32)  # ManiSkill2's dtype
+        fractal = np.concatenate((eef[:3], t3d.mat2quat(t3d.quat2mat(eef[3:7]))[[1, 2, 3, 0]], [1 - eef[7]]))
+        assert sc.fractal_state(eef).tobytes() == fractal.tobytes()
+        rpy = mat2euler(t3d.quat2mat(eef[3:7]) @ down.T)
+        bridge = np.concatenate([eef[:3], rpy, [0.0, eef[7]]])
+        assert sc.bridge_state(eef).tobytes() == bridge.tobytes()
+        action = rng.uniform(-1, 1, size=7).astype(np.float32)
+        axis, angle = euler2axangle(*action[3:6])
+        gripper = np.clip(-(action[6] * 2 - 1), -1, 1)
+        expected = np.concatenate([action[:3], axis * angle, [gripper]])
+        assert sc.model_to_env_action(action, "google_relative").tobytes() == expected.tobytes()
+        with monkeypatch.context() as m:  # without transforms3d: the numpy versions (float64 inside)
+            m.setattr(sc, "_transforms3d", lambda: None)
+            fallback_gap = max(fallback_gap, float(np.abs(sc.fractal_state(eef) - fractal).max()),
+                               float(np.abs(sc.bridge_state(eef) - bridge).max()))
+    assert fallback_gap < 1e-6  # float32 rounding: close, but the seeds would differ

@@ -47,6 +47,7 @@ from mibot_eval.suites.simpler_convert import (
     STATE_RULES,
     STATES,
     chunk_to_env_actions,
+    conversion_backend,
     preprocess_image,
 )
 from mibot_eval.suites.simpler_episodes import DATASETS, SimplerEpisode, task_episodes
@@ -312,7 +313,7 @@ class SimplerAdapter:
                 "this ManiSkill2_real2sim has no obs['agent']['eef_pos'] (the end-effector state the "
                 "release's fork adds); run `make setup-simpler` to install the pinned fork"
             )
-        state = STATES[self.state_rule](np.asarray(agent["eef_pos"], dtype=np.float64))
+        state = STATES[self.state_rule](np.asarray(agent["eef_pos"]))  # its own dtype, as the release
         image = preprocess_image(rgb, self.width, self.height, self.crop_ratio)
         instruction = format_instruction(self._instruction, self.instruction_format)
         return Observation(images={self.view: image}, state=state, instruction=instruction)  # float64
@@ -331,6 +332,7 @@ class SimplerAdapter:
             "episode_list": f"mibot_eval/data/simplerenv/{DATASETS[self.dataset]}",
             "render": self.render_mode,
             "success_rule": self.success_rule,
+            "conversions": conversion_backend(),
         }
         describe = getattr(self.backend, "describe", None)
         if describe is not None:

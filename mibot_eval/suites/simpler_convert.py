@@ -17,6 +17,11 @@ State (8 dims before the policy pads it to 32), from ManiSkill2_real2sim's `obs[
     (the release's quat2mat -> mat2quat round trip);
   * bridge: [x, y, z, roll, pitch, yaw, 0, opening], the Euler angles ("sxyz") of
     R(q) @ D.T with D = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]] (the top-down default orientation).
+Bit for bit: where transforms3d is importable (SimplerEnv depends on it, so wherever SimplerEnv runs)
+states and actions are computed with it exactly as the release's client does, on the simulator's own
+dtypes (float32 eef pose and gripper arithmetic); the state's bits feed the per-request seed. Without
+it the numpy versions here are used (float64 throughout: equal up to float32 rounding, about 1e-7,
+so the seeds differ; `conversion_backend()` says which, the manifest records it).
 Image: PIL resize to the model size (PIL's default filter for RGB, bicubic), centre crop of
 `int(h * ratio) x int(w * ratio)` at offset ((h - ch) // 2, (w - cw) // 2), PIL bilinear resize back
 (torchvision `F.resize` on a PIL image, its default interpolation).
@@ -25,6 +30,7 @@ Image: PIL resize to the model size (PIL's default filter for RGB, bicubic), cen
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -112,8 +118,10 @@ def canonical_quat_xyzw(quat_wxyz: np.ndarray) -> np.ndarray:
 
 # -- actions --------------------------------------------------------------------------------------
 def google_gripper(value: float) -> float:
-    """Google Robot: model gripper in [0, 1] (1 = open) -> relative command, +1 closes."""
-    return float(np.clip(-(2.0 * float(value) - 1.0), -1.0, 1.0))
+    """Google Robot: model gripper in [0, 1] (1 = open) -> relative command, +1 closes; computed in
+    the chunk's dtype (float32), as the release's client does."""
+    v = np.asarray(value)[()]
+    return float(np.clip(-(v * 2 - 1), -1, 1))
 
 
 def widowx_gripper(value: float) -> float:
@@ -126,12 +134,17 @@ GRIPPERS = {"google_relative": google_gripper, "widowx_binary": widowx_gripper}
 
 def model_to_env_action(action: np.ndarray, gripper_rule: str) -> np.ndarray:
     """One 7-dim model action (xyz, roll, pitch, yaw, gripper) -> SimplerEnv (xyz, axis-angle, gripper)."""
-    a = np.asarray(action, dtype=np.float64)
+    a = np.asarray(action)
     if a.shape != (7,):
         raise ValueError(f"expected a 7-dim action, got shape {a.shape}")
     out = np.empty(7)
     out[:3] = a[:3]
-    out[3:6] = euler_to_axis_angle(a[3], a[4], a[5])
+    t3d = _transforms3d()
+    if t3d is None:
+        out[3:6] = euler_to_axis_angle(a[3], a[4], a[5])
+    else:
+        axis, angle = t3d.euler.euler2axangle(a[3], a[4], a[5])
+        out[3:6] = axis * angle
     out[6] = GRIPPERS[gripper_rule](a[6])
     return out
 
@@ -145,17 +158,42 @@ def chunk_to_env_actions(chunk: np.ndarray, gripper_rule: str) -> np.ndarray:
 
 
 # -- state ----------------------------------------------------------------------------------------
+def _transforms3d() -> Any:
+    try:
+        import transforms3d.euler
+        import transforms3d.quaternions
+    except ImportError:
+        return None
+    return transforms3d
+
+
+def conversion_backend() -> str:
+    """'transforms3d' (bit-identical to the release's client) or 'numpy' (float32-rounding close)."""
+    return "transforms3d" if _transforms3d() is not None else "numpy"
+
+
 def fractal_state(eef_pos: np.ndarray) -> np.ndarray:
-    """Google Robot state: position, quaternion (x, y, z, w), gripper closedness."""
-    p = np.asarray(eef_pos, dtype=np.float64)
-    return np.concatenate([p[:3], canonical_quat_xyzw(p[3:7]), [1.0 - p[7]]])
+    """Google Robot state: position, quaternion (x, y, z, w) via the quat -> matrix -> quat round
+    trip, gripper closedness 1 - opening (in the simulator's dtype), as float64."""
+    p = np.asarray(eef_pos)
+    t3d = _transforms3d()
+    if t3d is None:
+        quat = canonical_quat_xyzw(np.asarray(p[3:7], dtype=np.float64))
+    else:
+        quat = t3d.quaternions.mat2quat(t3d.quaternions.quat2mat(p[3:7]))[[1, 2, 3, 0]]
+    return np.concatenate([p[:3], quat, [1 - p[7]]]).astype(np.float64)
 
 
 def bridge_state(eef_pos: np.ndarray) -> np.ndarray:
     """WidowX state: position, roll/pitch/yaw of the top-down-relative rotation, 0, gripper opening."""
-    p = np.asarray(eef_pos, dtype=np.float64)
-    rpy = matrix_to_euler_sxyz(quat_to_matrix(p[3:7]) @ BRIDGE_DEFAULT_ROT.T)
-    return np.concatenate([p[:3], rpy, [0.0, p[7]]])
+    p = np.asarray(eef_pos)
+    t3d = _transforms3d()
+    if t3d is None:
+        rotation = quat_to_matrix(np.asarray(p[3:7], dtype=np.float64))
+        rpy = matrix_to_euler_sxyz(rotation @ BRIDGE_DEFAULT_ROT.T)
+    else:
+        rpy = t3d.euler.mat2euler(t3d.quaternions.quat2mat(p[3:7]) @ BRIDGE_DEFAULT_ROT.T)
+    return np.concatenate([p[:3], rpy, [0.0, p[7]]]).astype(np.float64)
 
 
 STATES = {"fractal_eef": fractal_state, "bridge_eef": bridge_state}
