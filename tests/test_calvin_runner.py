@@ -10,7 +10,7 @@ import pytest
 from mibot_eval import runner
 from mibot_eval.runner import RunRequest, execute
 from mibot_eval.suites.base import make_adapter
-from mibot_eval.suites.calvin import DATA_DIR, calvin_summary, load_sequences
+from mibot_eval.suites.calvin import DATA_DIR, calvin_summary, load_sequences, release_order
 from tests.calvin_standin import ChunkPolicy, EnvFactory, StandInTasks
 from tests.fakes import InterruptAt
 
@@ -45,7 +45,10 @@ def _records(run_dir):
     return [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
 
 
-def _request(tmp_path, checkpoint_dir, tasks, **kw):
+def _request(tmp_path, checkpoint_dir, sequences, **kw):
+    """--tasks counts positions in the release's order: select the sequences at these file indices."""
+    order = release_order(1000, 42)
+    tasks = [order.index(index) for index in sequences]
     return RunRequest(checkpoint=str(checkpoint_dir), suites=["calvin_abc_d"], tasks=tasks,
                       results_dir=tmp_path / "results", video="none", run_name="calvin-test", **kw)
 

@@ -63,8 +63,9 @@ def test_observation_layout(eager: LiberoAdapter) -> None:
         assert np.array_equal(obs.images[label], raw[key][::-1, ::-1])  # rotated 180 degrees
     expected = np.concatenate(
         [raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
-    ).astype(np.float32)
-    assert obs.state.shape == (8,) and np.array_equal(obs.state, expected)
+    )
+    assert obs.state.shape == (8,) and obs.state.dtype == np.float64  # as the release client sends it
+    assert obs.state.tobytes() == expected.tobytes()
     assert obs.instruction == (
         "Pick up the black bowl between the plate and the ramekin and place it on the plate."
     )

@@ -1,0 +1,65 @@
+"""The Python API: `mibot_eval.evaluate(...)`, for training loops and notebooks. The CLI's `run` calls
+it too, so there is one path.
+
+    import mibot_eval
+
+    summary = mibot_eval.evaluate("tiny", suites=["libero_spatial"], tasks=[0], episodes=2)
+    print(summary.suites["libero_spatial"].rate.value)      # percent; summary.run_dir has the records
+
+A policy may be given instead of a checkpoint: any object with
+`infer(requests: Sequence[PolicyRequest]) -> list[np.ndarray]` (one decoded (T, D) action chunk per
+request, see mibot_eval.types and mibot_eval.policy.base); `supports_prefix`, `describe()` and
+`check_robot_type(robot_type)` are optional. Name it with `name=` (the run folder and the manifest
+use it; the same object and name resume the same run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mibot_eval.errors import UserError
+from mibot_eval.planning import RunRequest
+from mibot_eval.results.summary import RunSummary, load_run
+from mibot_eval.runner import execute
+
+
+def evaluate(
+    checkpoint_or_policy: str | Path | Any,
+    suites: Sequence[str] | str | None = None,
+    tasks: Sequence[int] | None = None,
+    episodes: int | None = None,
+    results_dir: str | Path = "results",
+    *,
+    name: str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> RunSummary:
+    """Run (or resume) an evaluation and return its measured summary.
+
+    checkpoint_or_policy: a checkpoints.yaml name (e.g. "Xiaomi-Robotics-0-LIBERO", "tiny"), a hub id,
+      a local checkpoint folder, or a policy object (see the module docstring).
+    suites: suite names (default: the checkpoint's); tasks: task ids (CALVIN: positions in the
+      release's order); episodes: trials per task (default: the protocol's).
+    options: any other RunRequest field (run_name, execution, execution_options, max_steps, video,
+      render, device, workers, batch_size, policy_url, backend, shard, episode_timeout, ...).
+    """
+    policy = None
+    if isinstance(checkpoint_or_policy, (str, Path)):
+        checkpoint = str(checkpoint_or_policy)
+    else:
+        if not callable(getattr(checkpoint_or_policy, "infer", None)):
+            raise UserError("evaluate() takes a checkpoint name/folder or a policy with an infer() method")
+        policy = checkpoint_or_policy
+        checkpoint = name or type(policy).__name__
+    unknown = set(options) - set(RunRequest.__dataclass_fields__)
+    if unknown:
+        raise UserError(f"evaluate(): unknown option(s) {', '.join(sorted(unknown))}")
+    options.setdefault("video", "none")
+    request = RunRequest(
+        checkpoint=checkpoint, suites=[suites] if isinstance(suites, str) else list(suites or []),
+        tasks=None if tasks is None else list(tasks), episodes_per_task=episodes,
+        results_dir=Path(results_dir), progress=progress, **options,
+    )
+    return load_run(execute(request, policy=policy))

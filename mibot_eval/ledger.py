@@ -1,0 +1,51 @@
+"""The single writer of a run's results: every finished episode is appended durably (one fsynced
+line) and counted on the progress bar; too many errors in a row stop the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mibot_eval.errors import UserError
+from mibot_eval.results.store import RunStore, episode_record
+from mibot_eval.types import EpisodeResult
+
+MAX_CONSECUTIVE_ERRORS = 5
+
+
+def _success_text(successes: int, done: int) -> str:
+    return f"success {successes}/{done}" + (f" ({100 * successes / done:.1f}%)" if done else "")
+
+
+class Ledger:
+    """Records results of any backend; `contexts` maps suite -> the run context of its records."""
+
+    def __init__(
+        self, store: RunStore, contexts: dict[str, dict[str, Any]], total: int, done: int,
+        successes: int, desc: str, progress: bool = True,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.store, self.contexts = store, contexts
+        self.successes = successes
+        self.errors = 0
+        self.consecutive_errors = 0
+        self.bar = tqdm(total=total, initial=done, desc=desc, unit="ep", dynamic_ncols=True,
+                        disable=not progress)
+        self.bar.set_postfix_str(_success_text(successes, done))
+
+    def record(self, result: EpisodeResult) -> None:
+        self.store.append(episode_record(result, self.contexts[result.spec.suite]))
+        self.successes += int(result.success)
+        is_error = result.status == "error"
+        self.errors += int(is_error)
+        self.consecutive_errors = self.consecutive_errors + 1 if is_error else 0
+        self.bar.update(1)
+        self.bar.set_postfix_str(_success_text(self.successes, self.bar.n)
+                                 + (f", errors {self.errors}" if self.errors else ""))
+        if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+            raise UserError(
+                f"{self.consecutive_errors} episodes in a row failed with errors; last: {result.error}"
+            )
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,113 @@
+"""What a run is, before anything runs: the request, its suites' plans and its folder name.
+
+Plain data and pure functions over the config: no simulator steps, no policy, no files written.
+The runner plans with it; backends, workers and the manifest read the plans it makes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mibot_eval.config import CheckpointInfo, SuiteProtocol, load_suite
+from mibot_eval.errors import UserError
+from mibot_eval.execution import ExecutionConfig, make_execution_config
+from mibot_eval.suites.base import SuiteAdapter, make_adapter
+from mibot_eval.types import EpisodeSpec
+
+
+@dataclass
+class RunRequest:
+    """Everything a user can choose about a run (the CLI and `mibot_eval.evaluate` fill it)."""
+
+    checkpoint: str
+    suites: list[str] = field(default_factory=list)
+    tasks: list[int] | None = None
+    episodes_per_task: int | None = None
+    results_dir: Path = Path("results")
+    run_name: str | None = None
+    execution: str | None = None
+    max_steps: int | None = None
+    video: str = "failures"
+    video_cap: int = 3
+    render: str = "lazy"
+    device: str | None = None
+    execution_options: dict[str, Any] = field(default_factory=dict)
+    # Throughput and scale (mibot_eval.parallel); None/defaults = one process.
+    workers: int | None = None  # simulator processes (local) or actors (ray)
+    batch_size: int = 8  # observations per policy call when batching across simulators
+    batch_wait_ms: float = 5.0  # longest wait for a batch to fill
+    policy_url: str | None = None  # ws://HOST:PORT of `mibot-eval serve` (comma-separated: several)
+    backend: str = "local"  # local | ray
+    ray_address: str = "auto"  # auto (running cluster) | local (private instance) | HOST:PORT
+    ray_policy_replicas: int | None = None  # default: one per GPU in the cluster, at least one
+    shard: tuple[int, int] | None = None  # (index, count): run only that deterministic shard
+    episode_timeout: float | None = None  # per-episode wall-time limit in workers (None: default)
+    progress: bool = True  # progress bars on stderr
+
+
+@dataclass
+class SuitePlan:
+    """One suite of a run: its protocol, adapter (envs are built lazily), episodes and execution."""
+
+    protocol: SuiteProtocol
+    adapter: SuiteAdapter
+    episodes: list[EpisodeSpec]
+    execution: ExecutionConfig
+    robot_type: str
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
+
+
+def run_dir_name(info: CheckpointInfo, protocols: list[SuiteProtocol], request: RunRequest) -> str:
+    """Same command -> same folder (so a rerun resumes); protocol overrides get their own folder."""
+    if request.run_name:
+        return slug(request.run_name)
+    benchmarks = "+".join(sorted({p.benchmark for p in protocols}))
+    mode = request.execution or protocols[0].execution
+    parts = [slug(info.name), benchmarks, mode]
+    if request.max_steps is not None:
+        parts.append(f"max{request.max_steps}")
+    for key, value in sorted(request.execution_options.items()):
+        if value is not None:
+            parts.append(f"{key}{value}")
+    if request.shard is not None:  # one writer per results store: each shard has its own folder
+        parts.append(f"shard{request.shard[0]}of{request.shard[1]}")
+    return "__".join(slug(str(p)) for p in parts)
+
+
+def plan_suites(request: RunRequest, info: CheckpointInfo) -> list[SuitePlan]:
+    """The requested suites' protocols (with overrides), adapters, episodes and execution configs."""
+    names = request.suites or list(info.suites)
+    if not names:
+        raise UserError(f"checkpoint '{info.name}' lists no suites; pass SUITES=... / --suites")
+    plans = []
+    for name in names:
+        protocol = load_suite(name).with_overrides(
+            max_steps=request.max_steps, execution=request.execution
+        )
+        options = {k: v for k, v in request.execution_options.items() if v is not None}
+        execution = make_execution_config(  # options may override the suite's control_hz
+            protocol.execution, protocol.replan_steps, **{"control_hz": protocol.control_hz, **options}
+        )
+        adapter = make_adapter(protocol, render=request.render)
+        episodes = adapter.episodes(request.tasks, request.episodes_per_task)
+        plans.append(
+            SuitePlan(protocol, adapter, episodes, execution, info.robot_type_for(protocol))
+        )
+    return plans
+
+
+def suite_context(plan: SuitePlan, context: dict[str, Any]) -> dict[str, Any]:
+    """The run context stored in each episode record of this suite."""
+    return {
+        **context,
+        "benchmark": plan.protocol.benchmark,
+        "robot_type": plan.robot_type,
+        "protocol_hash": plan.protocol.protocol_hash(),
+        "execution": plan.execution.as_dict(),
+    }
