@@ -86,7 +86,8 @@ class CompletionWatch:
 
 def run_harness(policy, results: Path, args, **kw) -> tuple[float, float | None]:
     """(wall time, steady-state seconds per episode: after each worker's first episode)."""
-    from mibot_eval.runner import RunRequest, execute
+    from mibot_eval.planning import RunRequest
+    from mibot_eval.runner import execute
 
     request = RunRequest(checkpoint="tiny", suites=["libero_spatial"], tasks=list(range(args.tasks)),
                          episodes_per_task=args.episodes, max_steps=args.max_steps, video="none",

@@ -105,7 +105,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from mibot_eval.runner import RunRequest, execute
+    from mibot_eval.api import evaluate
 
     options = {
         "delay": args.delay, "delay_steps": args.delay_steps, "control_hz": args.control_hz,
@@ -117,9 +117,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  if options[key] is not None]
         if given:
             raise UserError(f"{', '.join(given)} need(s) --execution async")
-    request = RunRequest(
-        checkpoint=args.checkpoint, suites=args.suites, tasks=args.tasks,
-        episodes_per_task=args.episodes, results_dir=args.results, run_name=args.run_name,
+    summary = evaluate(
+        args.checkpoint, suites=args.suites, tasks=args.tasks, episodes=args.episodes,
+        results_dir=args.results, run_name=args.run_name,
         execution=args.execution, max_steps=args.max_steps, video=args.video,
         video_cap=args.video_cap, render=args.render, device=args.device,
         execution_options={k: v for k, v in options.items() if v is not None},
@@ -128,7 +128,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ray_policy_replicas=args.ray_policy_replicas, shard=args.shard,
         episode_timeout=args.episode_timeout,
     )
-    run_dir = execute(request)
+    run_dir = summary.run_dir
     print(f"results: {run_dir}")
     if not args.no_report:
         from mibot_eval.results.commands import publish_run

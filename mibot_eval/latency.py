@@ -59,7 +59,7 @@ def sweep_delays(max_delay: int | None, delays: list[int] | None, default_max: i
 
 
 def sweep_dir(results_dir: Path, checkpoint: str, suite: str) -> Path:
-    from mibot_eval.runner import slug
+    from mibot_eval.planning import slug
 
     return Path(results_dir) / f"latency-sweep__{slug(checkpoint)}__{slug(suite)}"
 
@@ -156,9 +156,11 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str, control_hz: float |
 def run_sweep(request: SweepRequest, policy: Any = None) -> dict[str, Path]:
     """Run (or resume) every delay and write each suite's CSV and PNG; returns suite -> folder."""
     from mibot_eval.config import load_suite, resolve_checkpoint
+    from mibot_eval.planning import RunRequest
     from mibot_eval.policy.checkpoint import resolve_checkpoint_dir
+    from mibot_eval.policy.load import load_policy
     from mibot_eval.results.store import RunStore
-    from mibot_eval.runner import RunRequest, execute, load_policy
+    from mibot_eval.runner import execute
 
     info = resolve_checkpoint(request.checkpoint)
     suites = list(request.suites or info.suites)

@@ -291,23 +291,14 @@ class PolicyServer:
         self._executor.shutdown(wait=False)
 
 
-def checkpoint_identity(name_or_path: str) -> tuple[Any, dict[str, Any]]:
-    """Resolve a checkpoint as `run` does, with the identity the server states in its hello."""
-    from mibot_eval.config import resolve_checkpoint
-    from mibot_eval.policy.checkpoint import fingerprint, resolve_checkpoint_dir
-
-    info = resolve_checkpoint(name_or_path)
-    resolved = resolve_checkpoint_dir(info)
-    return resolved, {"name": info.name, "source": resolved.source, "revision": resolved.revision,
-                      "hash": fingerprint(resolved.path), "path": str(resolved.path)}
-
-
 def make_server(checkpoint: str, device: str | None = None, **options: Any) -> PolicyServer:
-    from mibot_eval.runner import load_policy
+    """Resolve and load a checkpoint as `run` does; the hello states its identity (name, hash)."""
+    from mibot_eval.config import resolve_checkpoint
+    from mibot_eval.policy.load import load_policy, local_identity
 
-    resolved, identity = checkpoint_identity(checkpoint)
+    resolved, identity = local_identity(resolve_checkpoint(checkpoint))
     policy = load_policy(resolved, device)
-    return PolicyServer(policy, identity, **options)
+    return PolicyServer(policy, {**identity.as_manifest(), "path": str(resolved.path)}, **options)
 
 
 # -- CLI ------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
 pytest.importorskip("transformers", reason="the model stack is installed by `make setup`")
 
-from mibot_eval.runner import RunRequest, execute  # noqa: E402
+from mibot_eval.planning import RunRequest  # noqa: E402
+from mibot_eval.runner import execute  # noqa: E402
 
 STEPS = 25
 

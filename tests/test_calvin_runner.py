@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from mibot_eval import runner
-from mibot_eval.runner import RunRequest, execute
+from mibot_eval import planning
+from mibot_eval.planning import RunRequest
+from mibot_eval.runner import execute
 from mibot_eval.suites.base import make_adapter
 from mibot_eval.suites.calvin import DATA_DIR, calvin_summary, load_sequences, release_order
 from tests.calvin_standin import ChunkPolicy, EnvFactory, StandInTasks
@@ -25,7 +26,7 @@ THRESHOLDS = {
 
 @pytest.fixture()
 def standin(monkeypatch):
-    """Route the runner's adapter construction to the stand-in env and oracle."""
+    """Route the planner's adapter construction to the stand-in env and oracle."""
     factories: list[EnvFactory] = []
 
     def fake_make_adapter(protocol, **options):
@@ -33,7 +34,7 @@ def standin(monkeypatch):
         factories.append(factory)
         return make_adapter(protocol, env_factory=factory, oracle=StandInTasks(THRESHOLDS), **options)
 
-    monkeypatch.setattr(runner, "make_adapter", fake_make_adapter)
+    monkeypatch.setattr(planning, "make_adapter", fake_make_adapter)
     return factories
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from mibot_eval.errors import UserError
 from mibot_eval.parallel.plan import WorkQueue, group_by_task, partition
-from mibot_eval.runner import RunRequest, execute
+from mibot_eval.planning import RunRequest
+from mibot_eval.runner import execute
 from mibot_eval.types import EpisodeSpec, Observation, PolicyRequest
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from mibot_eval.runner import RunRequest, execute
+from mibot_eval.planning import RunRequest
+from mibot_eval.runner import execute
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import libero_request, outcome, records, reference_outcome
@@ -49,13 +50,13 @@ def test_ray_lost_actor_costs_only_its_episode(tmp_path, fakesim, checkpoint_dir
 def test_unreachable_ray_address_is_one_line(tmp_path) -> None:
     from mibot_eval.errors import UserError
     from mibot_eval.parallel.options import validate
-    from mibot_eval.parallel.ray_backend import RayCluster
+    from mibot_eval.parallel.ray_backend import RayBackend
 
     request = RunRequest(checkpoint="tiny", backend="ray", ray_address="127.0.0.1:1", workers=1)
     with pytest.raises(UserError, match="no Ray cluster answers at 127.0.0.1:1"):
-        with RayCluster(request, None, validate(request), None):
+        with RayBackend(request, None, validate(request), None):
             pass
     bad = RunRequest(checkpoint="tiny", backend="ray", ray_address="nowhere", workers=1)
     with pytest.raises(UserError, match="--ray-address must be"):
-        with RayCluster(bad, None, validate(bad), None):
+        with RayBackend(bad, None, validate(bad), None):
             pass

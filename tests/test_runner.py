@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from mibot_eval.runner import RunRequest, execute
+from mibot_eval.planning import RunRequest
+from mibot_eval.runner import execute
 from tests.fakes import InterruptAt, ScriptedPolicy
 
 pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from mibot_eval.config import load_suite
+from mibot_eval.planning import RunRequest
 from mibot_eval.policy.seed import release_seed
-from mibot_eval.runner import RunRequest, execute
+from mibot_eval.runner import execute
 from mibot_eval.types import Observation, PolicyRequest
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite

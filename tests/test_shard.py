@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.runner import RunRequest, execute
+from mibot_eval.planning import RunRequest
+from mibot_eval.runner import execute
 from mibot_eval.shard import merge_runs
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite

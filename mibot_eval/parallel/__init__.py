@@ -1,7 +1,9 @@
-"""Throughput and scale: simulator worker processes with batched inference (`--workers`), Ray
-clusters (`--backend ray`), and the wire format shared with the policy server (`mibot-eval serve`).
+"""Throughput and scale: the `--workers N` backend (local simulator processes, batched inference),
+the `--backend ray` backend, and the wire format shared with the policy server (`mibot-eval serve`).
 
-The main (driver) process stays the single writer of the results store; workers run the same
-`runner.run_one` (run_episode + ChunkScheduler) as the single-process path, with a Policy that
-forwards requests to the main process's batcher or to a policy server.
+Both backends implement mibot_eval.backend.Backend: the main (driver) process stays the single writer
+(the Ledger); workers and actors run the same `job.run_job` as the in-process path, with a Policy
+that forwards requests to the main process's batcher or to a policy server.
+May import: config, types, errors, job, execution, policy (remote, codec users), serve (Ray replicas),
+video, planning's data types. Never the runner.
 """

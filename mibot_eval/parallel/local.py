@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
@@ -258,37 +259,28 @@ class LocalPool:
             w.conn.close()
 
 
-def run_local(plans: list[Any], policy: Any, options: ParallelOptions, store: Any, videos: Any,
-              context: dict[str, Any], records: list[dict[str, Any]], finished: set[str],
-              render: str = "lazy") -> dict[str, Any]:
-    """Run the plans' unfinished episodes in worker processes; returns batching statistics."""
-    if options.policy_urls:  # the workers talk to the server(s); an idle connection here would
-        close = getattr(policy, "close", None)  # make the server wait for it before batching
-        if close is not None:
-            close()
-    ledger, dispatch = start_ledger(plans, store, videos, context, records, finished)
-    pool = LocalPool(plans, policy, options, dispatch, render=render, fps=videos.fps)
-    try:
+class LocalPoolBackend:
+    """The Backend of `--workers N` (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(self, policy: Any, options: ParallelOptions, render: str = "lazy") -> None:
+        self.policy, self.options, self.render = policy, options, render
+
+    def run(self, plans: Sequence[Any], todo: Sequence[EpisodeSpec], ledger: Any, videos: Any
+            ) -> dict[str, Any]:
+        """Run `todo` in worker processes; returns batching and restart statistics."""
+        if self.options.policy_urls:  # the workers talk to the server(s); an idle connection here
+            close = getattr(self.policy, "close", None)  # would make the server wait for it
+            if close is not None:
+                close()
+        dispatch = Dispatch(list(todo), ledger, videos)
+        pool = LocalPool(list(plans), self.policy, self.options, dispatch, render=self.render,
+                         fps=videos.fps)
         if not dispatch.done:
             pool.run()
-    finally:
-        ledger.close()
-    stats: dict[str, Any] = dict(pool.stats)
-    stats["steals"] = dispatch.queue.steals
-    if stats["batches"]:
-        stats["mean_batch"] = round(stats["batched_requests"] / stats["batches"], 3)
-    return stats
-
-
-def start_ledger(plans: list[Any], store: Any, videos: Any, context: dict[str, Any],
-                 records: list[dict[str, Any]], finished: set[str]) -> tuple[Any, Dispatch]:
-    """The Ledger (single writer + progress) and the Dispatch for the plans' unfinished episodes."""
-    from mibot_eval.runner import Ledger, suite_context
-
-    keys = {spec.key for plan in plans for spec in plan.episodes}
-    done = [r for r in records if r["key"] in keys]
-    todo = [spec for plan in plans for spec in plan.episodes if spec.key not in finished]
-    contexts = {plan.protocol.name: suite_context(plan, context) for plan in plans}
-    ledger = Ledger(store, contexts, len(keys), len(done), sum(1 for r in done if r.get("success")),
-                    "+".join(plan.protocol.name for plan in plans))
-    return ledger, Dispatch(todo, ledger, videos)
+        stats: dict[str, Any] = dict(pool.stats)
+        stats["steals"] = dispatch.queue.steals
+        if stats["batches"]:
+            stats["mean_batch"] = round(stats["batched_requests"] / stats["batches"], 3)
+        return stats

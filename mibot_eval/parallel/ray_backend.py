@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from mibot_eval.errors import UserError
@@ -115,8 +116,11 @@ class PolicyReplica:
         return self._url
 
 
-class RayCluster:
-    """Context manager: joins the cluster and starts the policy replicas; `run` runs the episodes."""
+class RayBackend:
+    """The Backend of `--backend ray`. A context manager: joins the cluster and starts the policy
+    replicas; `run` runs the episodes on simulator actors."""
+
+    name = "ray"
 
     def __init__(self, request: Any, info: Any, options: ParallelOptions, policy: Any) -> None:
         self.request, self.info, self.options = request, info, options
@@ -130,7 +134,7 @@ class RayCluster:
         self.stats: dict[str, Any] = {"actor_restarts": 0, "timeouts": 0, "lost": 0}
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def __enter__(self) -> RayCluster:
+    def __enter__(self) -> RayBackend:
         try:
             self._start()
         except BaseException:
@@ -241,16 +245,16 @@ class RayCluster:
         actor = self.ray.remote(SimActor).options(num_cpus=1, max_restarts=0, max_task_retries=0)
         return actor.remote(self.urls[slot % len(self.urls)])
 
-    def run(self, plans: list[Any], store: Any, videos: Any, context: dict[str, Any],
-            records: list[dict[str, Any]], finished: set[str]) -> None:
-        from mibot_eval.parallel.local import start_ledger
+    def run(self, plans: Sequence[Any], todo: Sequence[Any], ledger: Any, videos: Any) -> dict[str, Any]:
+        """Run `todo` on simulator actors; returns the cluster's statistics for the manifest."""
+        from mibot_eval.parallel.dispatch import Dispatch
         from mibot_eval.parallel.worker import suite_payload
 
         ray = self.ray
         close = getattr(self.identity_policy, "close", None)
         if close is not None:
             close()  # the actors talk to the servers; the driver's idle connection would delay batches
-        ledger, dispatch = start_ledger(plans, store, videos, context, records, finished)
+        dispatch = Dispatch(list(todo), ledger, videos)
         by_name = {p.protocol.name: p for p in plans}
         count = min(self._workers(), max(1, len(dispatch.queue)))
         generation = 0
@@ -321,14 +325,10 @@ class RayCluster:
                             replace(slot, spec,
                                     f"episode exceeded the {limit:g} s time limit (actor killed)")
         finally:
-            ledger.close()
             for actor, _gen, _suites in actors.values():
                 try:
                     ray.kill(actor, no_restart=True)
                 except Exception:  # noqa: BLE001 - already gone
                     pass
-        manifest = store.read_manifest() or {}
-        manifest.setdefault("parallel", {}).update(
-            {**self.stats, "steals": dispatch.queue.steals, "policy_servers": self.urls,
-             "workers": count})
-        store.write_manifest(manifest)
+        return {**self.stats, "steals": dispatch.queue.steals, "policy_servers": self.urls,
+                "workers": count}

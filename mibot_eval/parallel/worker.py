@@ -1,7 +1,7 @@
 """The simulator side of a parallel run: one process (or Ray actor) that runs episodes.
 
 `WorkerCore` keeps one adapter per suite, created lazily in the worker (so envs and GL contexts are
-born there) and reused across episodes, and runs each episode with `runner.run_one`: the same
+born there) and reused across episodes, and runs each episode with `job.run_job`: the same
 run_episode + ChunkScheduler as the single-process path. Its Policy forwards every request, either
 to the main process's batcher (`PipePolicy`, msgpack over a multiprocessing pipe) or to a policy
 server (`RemotePolicy`).
@@ -24,10 +24,8 @@ import importlib
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,7 @@ import numpy as np
 from mibot_eval.config import SuiteProtocol
 from mibot_eval.errors import UserError
 from mibot_eval.execution import ExecutionConfig
+from mibot_eval.job import run_shipped_video
 from mibot_eval.parallel import codec
 from mibot_eval.types import PolicyRequest
 
@@ -107,32 +106,10 @@ class WorkerCore:
     def run(self, spec_wire: dict[str, Any], video: str = "none", fps: int = 20
             ) -> tuple[dict[str, Any], bytes | None]:
         """One episode; returns its result (wire form) and, when it may be kept, its MP4 bytes."""
-        from mibot_eval.runner import run_one
-        from mibot_eval.video import EpisodeVideo
-
         spec = codec.spec_from_wire(spec_wire)
         suite = self.suites[spec.suite]
-        adapter = suite.get_adapter()
-        recorder, folder = None, None
-        if video != "none":
-            folder = tempfile.mkdtemp(prefix="mibot-video-")
-            recorder = EpisodeVideo(Path(folder), f"task{spec.task_id}_trial{spec.trial}", fps)
-        adapter.record_video = recorder is not None
-        data = None
-        try:
-            result = run_one(adapter, self.policy, spec, suite.execution, suite.protocol,
-                             suite.robot_type, on_frame=recorder.add if recorder else None)
-            if recorder is not None:
-                keep = video == "all" or (video == "failures" and not result.success)
-                path = recorder.close(keep=keep, outcome="episode")
-                if path is not None:
-                    data = path.read_bytes()
-                    path.unlink()
-        finally:
-            if folder is not None:
-                for leftover in Path(folder).iterdir():
-                    leftover.unlink()
-                os.rmdir(folder)
+        result, data = run_shipped_video(suite.get_adapter(), self.policy, spec, suite.execution,
+                                         suite.protocol, suite.robot_type, video, fps)
         return codec.result_to_wire(result), data
 
     def close(self) -> None:

@@ -1,0 +1,6 @@
+"""Recorded results: the durable store (store.py), statistics (stats.py), the run summary every view
+reads (summary.py), the release's own outcomes (release_baseline.py, release_compare.py), and the
+views: report.py, leaderboard.py, html.py, gate.py, latency_stats.py; commands.py wires them to the CLI.
+May import: config, errors, types, suites' data helpers. report, leaderboard and html import summary
+and never one another; nothing here imports the runner or a simulator.
+"""

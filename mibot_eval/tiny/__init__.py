@@ -1,4 +1,8 @@
-"""The tiny offline stand-in for the Xiaomi-Robotics-0 checkpoints (same remote-code interface)."""
+"""The tiny offline stand-in for the Xiaomi-Robotics-0 checkpoints (same remote-code interface).
+
+May import: errors and the model stack (torch, transformers, tokenizers). Its remote_code/ is
+loaded by transformers from the written checkpoint folder, never imported by the harness.
+"""
 
 from mibot_eval.tiny.checkpoint import (
     ensure_tiny_checkpoint,
