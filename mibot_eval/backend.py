@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from mibot_eval import interrupts
 from mibot_eval.job import run_kept_video
 from mibot_eval.ledger import Ledger
 from mibot_eval.planning import SuitePlan
@@ -43,6 +44,7 @@ class InProcessBackend:
             videos: VideoPolicy) -> dict[str, Any]:
         by_suite = {plan.protocol.name: plan for plan in plans}
         for spec in todo:
+            interrupts.check()
             plan = by_suite[spec.suite]
             ledger.record(run_kept_video(plan.adapter, self.policy, spec, plan.execution, plan.protocol,
                                          plan.robot_type, videos))

@@ -10,7 +10,7 @@ from pathlib import Path
 from mibot_eval import __version__
 from mibot_eval.arg_types import int_list as _int_list
 from mibot_eval.arg_types import str_list as _str_list
-from mibot_eval.errors import UserError
+from mibot_eval.errors import Interrupted, UserError
 
 EPILOG = """examples:
   mibot-eval run --checkpoint tiny --suites libero_spatial --tasks 0 --episodes 1
@@ -215,10 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mibot-eval: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as exc:
         print("mibot-eval: interrupted; finished episodes are saved, rerun to resume",
               file=sys.stderr)
-        return 130
+        return exc.exit_code if isinstance(exc, Interrupted) else 130
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mibot_eval import interrupts
 from mibot_eval.config import SeedRule
 from mibot_eval.execution import ChunkScheduler
 from mibot_eval.policy.base import Policy
@@ -50,6 +51,7 @@ def run_episode(
     timings = {"reset_s": 0.0, "infer_s": 0.0, "sim_s": 0.0}
     start = time.perf_counter()
     observation = adapter.reset(spec)
+    interrupts.check()  # a signal during the reset (LIBERO's reset loop swallows KeyboardInterrupt)
     timings["reset_s"] = time.perf_counter() - start
     scheduler.reset()
     if on_frame is not None:
@@ -60,6 +62,7 @@ def run_episode(
     seeds: list[int] = []
     instructions: list[list[object]] = []
     for step in range(1, max_steps + 1):
+        interrupts.check()  # Ctrl-C / SIGTERM: stop here (the episode is not recorded)
         steps = step
         requests = 0
         while scheduler.query_due():

@@ -20,18 +20,22 @@ class Ledger:
     """Records results of any backend; `contexts` maps suite -> the run context of its records."""
 
     def __init__(
-        self, store: RunStore, contexts: dict[str, dict[str, Any]], total: int, done: int,
-        successes: int, desc: str, progress: bool = True,
+        self, store: RunStore, contexts: dict[str, dict[str, Any]], total: int,
+        done: list[dict[str, Any]], desc: str, progress: bool = True,
     ) -> None:
+        """done: the records of this run's planned episodes already on disk (a resumed run)."""
         from tqdm import tqdm
 
         self.store, self.contexts = store, contexts
-        self.successes = successes
-        self.errors = 0
+        self.successes = sum(1 for r in done if r.get("success") is True)
+        self.errors = sum(1 for r in done if r.get("status") == "error")
         self.consecutive_errors = 0
-        self.bar = tqdm(total=total, initial=done, desc=desc, unit="ep", dynamic_ncols=True,
+        self.bar = tqdm(total=total, initial=len(done), desc=desc, unit="ep", dynamic_ncols=True,
                         disable=not progress)
-        self.bar.set_postfix_str(_success_text(successes, done))
+        self.bar.set_postfix_str(self._postfix())
+
+    def _postfix(self) -> str:
+        return _success_text(self.successes, self.bar.n) + (f", errors {self.errors}" if self.errors else "")
 
     def record(self, result: EpisodeResult) -> None:
         self.store.append(episode_record(result, self.contexts[result.spec.suite]))
@@ -40,8 +44,7 @@ class Ledger:
         self.errors += int(is_error)
         self.consecutive_errors = self.consecutive_errors + 1 if is_error else 0
         self.bar.update(1)
-        self.bar.set_postfix_str(_success_text(self.successes, self.bar.n)
-                                 + (f", errors {self.errors}" if self.errors else ""))
+        self.bar.set_postfix_str(self._postfix())
         if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
             raise UserError(
                 f"{self.consecutive_errors} episodes in a row failed with errors; last: {result.error}"

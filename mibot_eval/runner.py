@@ -14,6 +14,7 @@ from typing import Any
 from mibot_eval.backend import Backend, InProcessBackend
 from mibot_eval.config import CheckpointInfo, resolve_checkpoint
 from mibot_eval.errors import UserError
+from mibot_eval.interrupts import deferred_signals
 from mibot_eval.ledger import Ledger
 from mibot_eval.parallel import options as parallel_options
 from mibot_eval.parallel.options import ParallelOptions
@@ -40,7 +41,8 @@ def execute(request: RunRequest, policy: Any | None = None) -> Path:
     info, named_only = _checkpoint_info(request, policy)
     plans = plan_suites(request, info)
     try:
-        return _execute(request, info, plans, policy, named_only)
+        with deferred_signals():  # Ctrl-C / SIGTERM: errors.Interrupted at the next step
+            return _execute(request, info, plans, policy, named_only)
     finally:
         for plan in plans:
             plan.adapter.close()
@@ -85,11 +87,24 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
         context = {"run": run, "checkpoint": info.name, "checkpoint_id": identity.hash}
         stats = _run_backend(backend, plans, store, videos, context, request.progress)
         if stats:
-            current = store.read_manifest() or {}
-            current.setdefault("parallel", {}).update(stats)
-            store.write_manifest(current)
+            _record_parallel_stats(store, options, stats)
     record_latency(store)
     return store.run_dir
+
+
+def _record_parallel_stats(store: RunStore, options: ParallelOptions, stats: dict[str, Any]) -> None:
+    """This invocation's backend counters (`parallel`), every invocation's (`parallel_runs`) and
+    their sums (`parallel.totals`): a resumed run adds to the counters, never resets them."""
+    manifest = store.read_manifest() or {}
+    runs = [*(manifest.get("parallel_runs") or []), stats]
+    totals: dict[str, float] = {}
+    for run in runs:
+        for key, value in run.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "mean_batch":
+                totals[key] = totals.get(key, 0) + value
+    manifest["parallel_runs"] = runs
+    manifest["parallel"] = {**options.as_dict(), **stats, "totals": totals}
+    store.write_manifest(manifest)
 
 
 def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: CheckpointInfo,
@@ -134,8 +149,8 @@ def _run_backend(backend: Backend, plans: list[SuitePlan], store: RunStore, vide
     done = [r for r in records if r["key"] in keys]
     todo = [spec for plan in plans for spec in plan.episodes if spec.key not in finished]
     contexts = {plan.protocol.name: suite_context(plan, context) for plan in plans}
-    ledger = Ledger(store, contexts, len(keys), len(done), sum(1 for r in done if r.get("success")),
-                    "+".join(plan.protocol.name for plan in plans), progress=progress)
+    ledger = Ledger(store, contexts, len(keys), done, "+".join(plan.protocol.name for plan in plans),
+                    progress=progress)
     try:
         return backend.run(plans, todo, ledger, videos) if todo else {}
     finally:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.store import EPISODES_FILE, RunStore, utc_now
+from mibot_eval.results.store import RunStore, utc_now, write_atomic
 
 MAX_LISTED = 20
 
@@ -146,18 +144,8 @@ def merge_runs(run_dirs: list[Path], out: Path) -> dict[str, Any]:
 
 
 def _write_records(store: RunStore, records: list[dict[str, Any]]) -> None:
-    store.run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.run_dir, prefix=f".{EPISODES_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            for record in records:
-                stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, store.episodes_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = "".join(json.dumps(record, sort_keys=True, default=str) + "\n" for record in records)
+    write_atomic(store.episodes_path, text.encode("utf-8"))
 
 
 def summary_text(summary: dict[str, Any]) -> str:

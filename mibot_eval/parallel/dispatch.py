@@ -8,14 +8,13 @@ become error records exactly as in the single-process run.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mibot_eval.parallel import codec
 from mibot_eval.parallel.options import MAX_ATTEMPTS
 from mibot_eval.parallel.plan import WorkQueue
+from mibot_eval.results.store import write_atomic
 from mibot_eval.types import EpisodeResult, EpisodeSpec
 
 
@@ -28,12 +27,8 @@ class _ShippedVideo:
     def close(self, keep: bool, outcome: str = "") -> Path | None:
         if not keep or not self.data:
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"{self.stem}_{outcome}.mp4"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(self.data)
-        os.replace(tmp, final)
+        write_atomic(final, self.data)
         return final
 
 
@@ -92,5 +87,5 @@ class Dispatch:
         self.queue.give_back(worker, retry)
 
     def _record(self, result: EpisodeResult) -> None:
+        self.ledger.record(result)  # durable first: an episode not on disk is never counted done
         self.remaining.discard(result.spec.key)
-        self.ledger.record(result)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
+from mibot_eval import interrupts
 from mibot_eval.errors import UserError
 from mibot_eval.parallel import codec
 from mibot_eval.parallel.dispatch import Dispatch
@@ -35,6 +36,7 @@ from mibot_eval.types import EpisodeSpec, PolicyRequest
 
 POLL_S = 0.5
 STOP_GRACE_S = 5.0
+MAX_START_FAILURES = 3  # a worker slot that dies before it is ready this many times stops the run
 
 
 @dataclass
@@ -73,7 +75,8 @@ class LocalPool:
         self.pending: list[_Pending] = []
         self.generation = 0
         self.stats = {"batches": 0, "batched_requests": 0, "max_batch": 0, "worker_restarts": 0,
-                      "timeouts": 0, "crashes": 0}
+                      "timeouts": 0, "crashes": 0, "start_failures": 0}
+        self.start_failures: dict[int, int] = {}  # slot -> consecutive failures to start
 
     # -- workers ----------------------------------------------------------------------------------
     def _spawn(self, slot: int) -> _Worker:
@@ -119,9 +122,16 @@ class LocalPool:
         worker.process.join(timeout=STOP_GRACE_S)
         worker.conn.close()
         self.pending = [p for p in self.pending if p.worker is not worker]
-        if not worker.ready:
-            raise UserError(f"a simulator worker process failed to start ({reason}); "
-                            "its error is printed above")
+        if worker.ready:
+            self.start_failures[worker.slot] = 0
+        else:  # died before it said ready: start it again, unless it keeps failing
+            self.start_failures[worker.slot] = self.start_failures.get(worker.slot, 0) + 1
+            self.stats["start_failures"] += 1
+            if self.start_failures[worker.slot] >= MAX_START_FAILURES:
+                raise UserError(f"a simulator worker process failed to start {MAX_START_FAILURES} times "
+                                f"in a row (last: {reason}); finished episodes are saved. Check that "
+                                "the simulator imports in a plain `python -c` (e.g. `import libero`), "
+                                "then rerun to resume")
         self.dispatch.lost(worker.key, worker.spec, reason)
         self.stats["worker_restarts"] += 1
         fresh = self._spawn(worker.slot)
@@ -202,6 +212,7 @@ class LocalPool:
         self.workers = [self._spawn(slot) for slot in range(count)]
         try:
             while not self.dispatch.done:
+                interrupts.check()  # Ctrl-C / SIGTERM: stop the workers, keep what is recorded
                 self._cycle()
         finally:
             self._stop_all()

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from mibot_eval import interrupts
 from mibot_eval.errors import UserError
 from mibot_eval.parallel import codec
 from mibot_eval.parallel.options import ParallelOptions
@@ -280,6 +281,7 @@ class RayBackend:
 
         try:
             while not dispatch.done:
+                interrupts.check()
                 for slot, (actor, gen, suites) in actors.items():
                     if slot in busy:
                         continue

@@ -121,6 +121,25 @@ class WorkerCore:
             close()
 
 
+class MainProcessGone(BaseException):
+    """The pipe to the main process broke: it died or stopped; the worker exits quietly.
+    (A BaseException: no episode-level handler may take it for a failed episode.)"""
+
+
+def _send(conn: Any, message: dict[str, Any]) -> None:
+    try:
+        conn.send_bytes(codec.pack(message))
+    except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+        raise MainProcessGone from None
+
+
+def _receive(conn: Any) -> Any:
+    try:
+        return codec.unpack(conn.recv_bytes())
+    except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+        raise MainProcessGone from None
+
+
 class PipePolicy:
     """The Policy of a worker process: each request goes to the main process's batcher."""
 
@@ -130,8 +149,8 @@ class PipePolicy:
 
     def infer(self, requests: Sequence[PolicyRequest]) -> list[np.ndarray]:
         wire = [codec.request_to_wire(r) for r in requests]
-        self.conn.send_bytes(codec.pack({"type": "infer", "requests": wire}))
-        reply = codec.unpack(self.conn.recv_bytes())
+        _send(self.conn, {"type": "infer", "requests": wire})
+        reply = _receive(self.conn)
         if reply.get("type") == "infer_error":
             if reply.get("user_error"):
                 raise UserError(reply["error"])
@@ -147,6 +166,7 @@ def worker_main(conn: Any, init: bytes) -> None:
     config = codec.unpack(init)
     prepare_process_env(int(config.get("render_threads") or 1))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if config.get("policy_url"):
         from mibot_eval.policy.remote import RemotePolicy
 
@@ -154,13 +174,10 @@ def worker_main(conn: Any, init: bytes) -> None:
     else:
         policy = PipePolicy(conn, bool(config.get("supports_prefix")))
     core = WorkerCore(policy)
-    conn.send_bytes(codec.pack({"type": "ready", "pid": os.getpid()}))
     try:
+        _send(conn, {"type": "ready", "pid": os.getpid()})
         while True:
-            try:
-                message = codec.unpack(conn.recv_bytes())
-            except (EOFError, OSError):
-                break  # the main process is gone
+            message = _receive(conn)
             kind = message.get("type")
             if kind == "stop":
                 break
@@ -171,9 +188,11 @@ def worker_main(conn: Any, init: bytes) -> None:
                     result, video = core.run(message["spec"], message.get("video", "none"),
                                              int(message.get("fps", 20)))
                 except UserError as exc:
-                    conn.send_bytes(codec.pack({"type": "fatal", "error": str(exc)}))
+                    _send(conn, {"type": "fatal", "error": str(exc)})
                     continue
-                conn.send_bytes(codec.pack({"type": "result", "result": result, "video": video}))
+                _send(conn, {"type": "result", "result": result, "video": video})
+    except MainProcessGone:
+        pass  # the main process stopped or died: nothing to report to, exit quietly
     finally:
         try:
             core.close()

@@ -58,6 +58,8 @@ from mibot_eval.results.stats import (
 )
 from mibot_eval.results.store import EPISODES_FILE, MANIFEST_FILE, RunStore
 from mibot_eval.results.summary import (
+    ESTIMATE_COLUMNS,
+    csv_digits,
     dedupe,
     estimate_cells,
     execution_label,
@@ -187,7 +189,7 @@ def _suite_row(
            "details": ";".join(f"{e.metric}={fmt(e.value, e.metric)}" for e in others),
            "sec_per_episode": _round(suite.timings.get("total_s"), 3),
            "runs": ";".join(sorted(group.runs))}
-    row.update(estimate_cells(head, (reported.get(name) or {}).get(head.metric)))
+    row.update(estimate_cells(head, (reported.get(name) or {}).get(head.metric), rounded=False))
     return row
 
 
@@ -209,7 +211,8 @@ def _aggregate_row(
            "coverage": round(100 * episodes / total, 2) if total else None,
            "partial": estimate.partial, "details": estimate.note,
            "runs": ";".join(sorted({r for k in present.values() for r in pool.groups[k].runs}))}
-    row.update(estimate_cells(estimate, (reported.get(first[0]) or {}).get(rule.key, {}).get(rule.name)))
+    row.update(estimate_cells(estimate, (reported.get(first[0]) or {}).get(rule.key, {}).get(rule.name),
+                              rounded=False))
     return row
 
 
@@ -233,7 +236,14 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def write_leaderboard(rows: Iterable[Mapping[str, Any]], path: Path) -> None:
-    write_csv(Path(path), LEADERBOARD_COLUMNS, sort_rows(rows))
+    """Rows are built at full precision (the markdown formats those); the CSV cells are rounded here."""
+    write_csv(Path(path), LEADERBOARD_COLUMNS, [_csv_row(r) for r in sort_rows(rows)])
+
+
+def _csv_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    digits = csv_digits(str(row.get("metric") or ""))
+    return {k: round(v, digits) if k in ESTIMATE_COLUMNS and isinstance(v, float) else v
+            for k, v in row.items()}
 
 
 def upsert(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from mibot_eval.results.latency_stats import latency_markdown, latency_summary
 from mibot_eval.results.release_compare import release_section
 from mibot_eval.results.stats import SuiteStats, rate_estimate
+from mibot_eval.results.store import write_atomic
 from mibot_eval.results.summary import (
     Comparison,
     RunSummary,
@@ -51,6 +52,7 @@ def render_markdown(summary: RunSummary) -> str:
     partial = [s for s in summary.suites.values() if s.partial]
     lines.append(f"- status: **PARTIAL** ({', '.join(s.name for s in partial)})" if partial
                  else "- status: complete")
+    lines += [f"- **warning**: {w}" for w in summary.warnings]
     lines += ["", "## Suites", "", "Success rates over independent trials with Wilson 95% intervals;"
               " an episode that ended with an error counts as a failure, as the release counts it, and"
               " is also listed under Errors (chained suites such as CALVIN: share of sequences that"
@@ -184,6 +186,6 @@ def report_run(run_dir: Path, compare_with: str | None = None) -> str:
     run_dir = Path(run_dir)
     summary = load_run(run_dir, compare_with=compare_with)
     text = render_markdown(summary)
-    (run_dir / "report.md").write_text(text, encoding="utf-8")
+    write_atomic(run_dir / "report.md", text.encode("utf-8"))
     write_csv(run_dir / "report.csv", REPORT_COLUMNS, csv_rows(summary))
     return text

@@ -285,13 +285,21 @@ class SuiteStats:
         return self.trials / self.full if self.full else None
 
     @property
+    def coverage_known(self) -> bool:
+        return self.full is not None or self.requested is not None
+
+    @property
     def partial(self) -> bool:
-        return any(target is not None and self.trials < target
-                   for target in (self.full, self.requested))
+        """Fewer episodes than the protocol or the request; also when nobody knows how many."""
+        return not self.coverage_known or any(target is not None and self.trials < target
+                                              for target in (self.full, self.requested))
 
     @property
     def status(self) -> str:
-        """'complete', or 'partial: 20/500 episodes (4.0% of the protocol)'."""
+        """'complete', 'partial: 20/500 episodes (4.0% of the protocol)' or 'unknown coverage ...'."""
+        if not self.coverage_known:
+            return (f"unknown coverage: {self.trials} episodes, protocol unknown (no manifest and no "
+                    "suite YAML with the records' protocol hash)")
         if not self.partial:
             return "complete"
         target = self.full if self.full is not None else self.requested

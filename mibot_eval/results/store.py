@@ -9,6 +9,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.errors import UserError
+from mibot_eval.errors import StoreError, UserError
 from mibot_eval.types import EpisodeResult
 
 RECORD_SCHEMA = 1
@@ -48,16 +49,64 @@ def episode_record(result: EpisodeResult, context: dict[str, Any]) -> dict[str, 
     }
 
 
+# field -> (allowed types, required): what a record must hold to be measured (issue: "false" is True)
+RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "key": ((str,), True),
+    "suite": ((str,), False),
+    "success": ((bool,), True),
+    "status": ((str,), False),
+    "task_id": ((int, type(None)), False),
+    "trial": ((int, type(None)), False),
+    "metrics": ((dict,), False),
+    "timings": ((dict,), False),
+}
+STATUSES = ("ok", "error")
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record (an object)"
+    for name, (types, required) in RECORD_FIELDS.items():
+        if name not in record:
+            if required:
+                return f"no '{name}' field"
+            continue
+        value = record[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"'{name}' is {value!r} ({type(value).__name__})"
+    if record.get("status", "ok") not in STATUSES:
+        return f"'status' is {record.get('status')!r}, not one of {STATUSES}"
+    return None
+
+
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Complete records of an episodes file; a torn trailing line (killed mid-write) is skipped."""
+    """Complete records of an episodes file; a torn trailing line (killed mid-write) is skipped.
+
+    Anything else that is not a valid record (not JSON, not an object, a field of the wrong type)
+    raises StoreError naming the file and line: measuring around it would be silently wrong.
+    """
     if not path.is_file():
         return
-    with path.open("rb") as stream:
-        for line in stream:
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise StoreError(f"cannot read {path} ({exc.strerror or exc})") from None
+    with stream:
+        for number, line in enumerate(stream, start=1):
             if not line.endswith(b"\n"):
                 return  # torn tail from a kill: not a finished episode
-            if line.strip():
-                yield json.loads(line)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                problem = f"not JSON ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
+            else:
+                problem = _record_problem(record)
+            if problem:
+                raise StoreError(f"{path}:{number}: malformed episode record: {problem}; repair or "
+                                 "delete that line (a rerun of the run then repeats that episode)")
+            yield record
 
 
 def _repair_torn_tail(path: Path) -> None:
@@ -73,20 +122,44 @@ def _repair_torn_tail(path: Path) -> None:
         os.fsync(stream.fileno())
 
 
+def _umask_mode() -> int:
+    """0666 minus the process umask: what `open()` gives a new file (mkstemp would give 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file + fsync + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file via a temp file + fsync + rename (mode from the umask); StoreError on failure."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True, default=str)
-            stream.write("\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> StoreError:
+    return StoreError(f"cannot write {path} ({exc.strerror or exc}); the episodes finished so far are "
+                      "safe in its run folder: free space or fix permissions, then rerun the same "
+                      "command to resume")
 
 
 class RunStore:
@@ -99,10 +172,21 @@ class RunStore:
 
     # -- manifest -------------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, None when there is none; StoreError (one line) when it is not valid JSON."""
         if not self.manifest_path.is_file():
             return None
-        with self.manifest_path.open(encoding="utf-8") as stream:
-            return json.load(stream)
+        try:
+            data = json.loads(self.manifest_path.read_bytes())
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.manifest_path} ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise StoreError(f"{self.manifest_path}: not a valid manifest ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:80]}); restore it, or delete it and rerun the "
+                             "run's command to write a new one") from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.manifest_path}: not a valid manifest (a JSON {type(data).__name__}, "
+                             "not an object); restore it, or delete it and rerun the run's command")
+        return data
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_json_atomic(self.manifest_path, manifest)
@@ -141,11 +225,20 @@ class RunStore:
         return {r["key"] for r in read_records(self.episodes_path)}
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record and make it durable before returning."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        _repair_torn_tail(self.episodes_path)
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with self.episodes_path.open("a", encoding="utf-8") as stream:
-            stream.write(line)
-            stream.flush()
-            os.fsync(stream.fileno())
+        """Append one record and make it durable before returning. On a write error (disk full,
+        read-only) the file is cut back to its last complete line and StoreError raised."""
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
+        size = None
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _repair_torn_tail(self.episodes_path)
+            size = self.episodes_path.stat().st_size if self.episodes_path.exists() else 0
+            with self.episodes_path.open("ab") as stream:
+                stream.write(line)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as exc:
+            if size is not None:
+                with contextlib.suppress(OSError):
+                    os.truncate(self.episodes_path, size)
+            raise _write_error(self.episodes_path, exc) from None

