@@ -40,6 +40,7 @@ class RunRequest:
     batch_size: int = 8  # observations per policy call when batching across simulators
     batch_wait_ms: float = 5.0  # longest wait for a batch to fill
     policy_url: str | None = None  # ws://HOST:PORT of `mibot-eval serve` (comma-separated: several)
+    token_file: Path | None = None  # the policy server's shared token (serve --token-file)
     backend: str = "local"  # local | ray
     ray_address: str = "auto"  # auto (running cluster) | local (private instance) | HOST:PORT
     ray_policy_replicas: int | None = None  # default: one per GPU in the cluster, at least one

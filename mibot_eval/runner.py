@@ -8,6 +8,7 @@ records), which policy and checkpoint identity (policy/load.py) and which Backen
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from mibot_eval.policy.load import (
     object_identity,
     served_identity,
 )
+from mibot_eval.policy.remote import TOKEN_FILE_ENV
 from mibot_eval.results.manifest import build_manifest, record_latency
 from mibot_eval.results.store import RunStore
 from mibot_eval.video import VideoPolicy
@@ -38,6 +40,8 @@ def execute(request: RunRequest, policy: Any | None = None) -> Path:
     """Run (or resume) the requested evaluation; returns the run directory.
 
     policy: use this object instead of loading the checkpoint (any object with `infer`)."""
+    if request.token_file is not None:  # RemotePolicy reads it here, in workers and in Ray actors
+        os.environ[TOKEN_FILE_ENV] = str(Path(request.token_file).resolve())
     info, named_only = _checkpoint_info(request, policy)
     plans = plan_suites(request, info)
     try:

@@ -17,6 +17,22 @@ open; a message over the size bound is refused by the WebSocket layer while it a
 1009, "message too big"): the server never buffers it, and keeps serving everyone else.
 GET /healthz (plain HTTP on the same port) answers JSON: status, checkpoint, clients, batches.
 
+One client can make only its own requests fail:
+  * at the door every request is checked against what the model accepts (the served policy's
+    `validate_request`: state width, finite after the cast to the model dtype, image sides and aspect,
+    no special tokens in instruction or view labels, prefix shape), and the msgpack decoder is bounded
+    (array/map/string lengths, nesting) so a message cannot make the server build huge objects;
+  * a batch that raises is retried message by message, so only the bad one gets the error; a reply
+    never carries non-finite actions;
+  * memory is bounded per connection (the WebSocket queue holds one frame) and globally (bytes of
+    queued requests, number of connections): over the bound a request gets a "busy" error and a new
+    connection an HTTP 503; queued requests of a connection that closed are dropped;
+  * connections idle for --idle-timeout seconds are closed (clients reconnect on their next request).
+Access: bind loopback (default). Browsers are refused (any `Origin` header, unless --allow-origin);
+`--token-file` requires `Authorization: Bearer <token>` (compared in constant time) on every
+connection and on /healthz; `mibot-eval run --policy ws://... --token-file F` sends it. The hello
+names the checkpoint and its hash, never a path on the server.
+
 Batching: requests from all connections queue here; a batch goes to the policy when it holds
 --batch-size observations, when every connected client is waiting for a reply, or when its oldest
 request has waited --batch-wait-ms. Inference runs in a worker thread, so pings, health checks and
@@ -30,22 +46,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import hmac
 import http
 import json
 import threading
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mibot_eval.errors import UserError
 from mibot_eval.parallel import codec
+from mibot_eval.policy.remote import read_token
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_MESSAGE_MB = 16.0
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 120.0
 MAX_REQUESTS_PER_MESSAGE = 64
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_QUEUED_MB = 256.0
+DEFAULT_IDLE_TIMEOUT_S = 900.0
+HELLO_CHECKPOINT_KEYS = ("name", "hash", "source", "revision")  # never a path on the server
 
 
 @dataclass
@@ -64,15 +89,23 @@ class PolicyServer:
                  port: int = DEFAULT_PORT, batch_size: int = 8, batch_wait_ms: float = 5.0,
                  max_message_bytes: int = int(DEFAULT_MAX_MESSAGE_MB * 2**20),
                  ping_interval: float | None = PING_INTERVAL_S,
-                 ping_timeout: float | None = PING_TIMEOUT_S) -> None:
-        self.policy, self.checkpoint = policy, checkpoint
+                 ping_timeout: float | None = PING_TIMEOUT_S,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 max_queued_bytes: int = int(DEFAULT_MAX_QUEUED_MB * 2**20),
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
+                 allowed_origins: tuple[str, ...] = (), token: str | None = None) -> None:
+        self.policy = policy
+        self.checkpoint = {k: checkpoint.get(k) for k in HELLO_CHECKPOINT_KEYS if k in checkpoint}
         self.host, self.port = host, port
+        self.max_connections, self.max_queued_bytes = max_connections, max_queued_bytes
+        self.idle_timeout, self.allowed_origins, self.token = idle_timeout, allowed_origins, token
+        self.queued_bytes = 0
         self.batch_size, self.batch_wait_s = batch_size, batch_wait_ms / 1000.0
         self.max_message_bytes = max_message_bytes
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.robot_types = sorted(getattr(policy, "robot_types", None) or [])
         self.stats = {"connections": 0, "clients": 0, "requests": 0, "batches": 0, "errors": 0,
-                      "max_batch": 0}
+                      "max_batch": 0, "refused_busy": 0, "dropped": 0, "idle_closed": 0}
         self._queue: list[_Job] = []
         self._wakeup: asyncio.Event | None = None
         self._waiting: set[Any] = set()  # connections with a request queued or being inferred
@@ -96,7 +129,7 @@ class PolicyServer:
         """(message id, validated requests) of one frame; WireError carries the id when known."""
         if isinstance(data, str):
             raise codec.WireError("text frames are not accepted: send binary msgpack")
-        message = codec.unpack(data)
+        message = codec.unpack(data, codec.REQUEST_LIMITS)
         if not isinstance(message, dict):
             raise codec.WireError("a message must be a msgpack map")
         message_id = message.get("id")
@@ -111,10 +144,16 @@ class PolicyServer:
                 raise codec.WireError(
                     f"'requests' must be a list of 1..{MAX_REQUESTS_PER_MESSAGE} requests")
             requests = [codec.request_from_wire(item) for item in items]
-            for request in requests:
+            validate = getattr(self.policy, "validate_request", None)
+            for index, request in enumerate(requests):
                 if self.robot_types and request.robot_type not in self.robot_types:
                     raise codec.WireError(f"unknown robot_type {request.robot_type!r} "
                                           f"(served: {', '.join(self.robot_types)})")
+                if validate is not None:
+                    try:
+                        validate(request)
+                    except ValueError as exc:
+                        raise codec.WireError(f"request {index}: {exc}") from None
         except codec.WireError as exc:
             exc.message_id = message_id  # type: ignore[attr-defined]
             raise
@@ -127,33 +166,72 @@ class PolicyServer:
         self.stats["clients"] += 1
         try:
             await connection.send(codec.pack(self.hello()))
-            async for data in connection:
+            while True:
+                try:
+                    data = await asyncio.wait_for(connection.recv(), timeout=self.idle_timeout)
+                except asyncio.TimeoutError:
+                    self.stats["idle_closed"] += 1
+                    await connection.close(code=1000, reason="idle timeout")
+                    break
+                size = len(data)
                 try:
                     message_id, requests = self._parse(data)
+                    if self.queued_bytes + size > self.max_queued_bytes:
+                        self.stats["refused_busy"] += 1
+                        raise codec.WireError(
+                            f"server busy: {self.queued_bytes} bytes of requests queued (limit "
+                            f"{self.max_queued_bytes}); retry later")
                 except codec.WireError as exc:
                     self.stats["errors"] += 1
                     await connection.send(codec.pack({
                         "type": "error", "id": getattr(exc, "message_id", None), "error": str(exc),
                     }))
                     continue
-                reply = await self._submit(connection, message_id, requests)
+                del data
+                self.queued_bytes += size
+                try:
+                    reply = await self._submit(connection, message_id, requests)
+                finally:
+                    self.queued_bytes -= size
+                if reply is None:  # the client left while its request waited: nothing to answer
+                    break
                 await connection.send(codec.pack(reply))
         except websockets.ConnectionClosed:
             pass
         finally:
             self.stats["clients"] -= 1
             self._waiting.discard(connection)
+            self._drop(connection)
             self._poke()
 
-    async def _submit(self, connection: Any, message_id: Any, requests: list[Any]) -> dict[str, Any]:
+    def _drop(self, connection: Any) -> None:
+        """Queued (not yet inferred) requests of a connection that closed: nobody waits for them."""
+        mine = [job for job in self._queue if job.connection is connection]
+        if mine:
+            self._queue = [job for job in self._queue if job.connection is not connection]
+            self.stats["dropped"] += sum(len(job.requests) for job in mine)
+            for job in mine:
+                if not job.future.done():
+                    job.future.cancel()
+
+    async def _submit(self, connection: Any, message_id: Any, requests: list[Any]
+                      ) -> dict[str, Any] | None:
+        """The reply to one message; None when the connection closed first (its queued work is
+        dropped, so other clients do not wait for it)."""
         assert self._loop is not None
         future = self._loop.create_future()
         self._queue.append(_Job(connection, message_id, requests, time.monotonic(), future))
         self._waiting.add(connection)
         self._poke()
+        closed = asyncio.ensure_future(connection.wait_closed())
         try:
-            return await future
+            await asyncio.wait({future, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if future.done() and not future.cancelled():
+                return future.result()
+            self._drop(connection)
+            return None
         finally:
+            closed.cancel()
             self._waiting.discard(connection)
 
     def _poke(self) -> None:
@@ -190,28 +268,67 @@ class PolicyServer:
             flat = [r for job in batch for r in job.requests]
             try:
                 chunks = await self._loop.run_in_executor(self._executor, self.policy.infer, flat)
-                start = 0
-                for job in batch:
-                    part = chunks[start:start + len(job.requests)]
-                    start += len(job.requests)
-                    reply = {"type": "result", "id": job.message_id,
-                             "chunks": codec.chunks_to_wire(part)}
-                    if not job.future.done():
-                        job.future.set_result(reply)
-            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the server
-                detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                self.stats["errors"] += 1
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_result({"type": "error", "id": job.message_id,
-                                               "error": f"inference failed: {detail}"})
+                replies = self._split(batch, chunks)
+            except Exception:  # noqa: BLE001 - isolate: retry message by message, only the bad fails
+                replies = [await self._infer_alone(job) for job in batch]
+            for job, reply in zip(batch, replies, strict=True):
+                if job.future.cancelled():
+                    continue
+                if reply["type"] == "error":
+                    self.stats["errors"] += 1
+                if not job.future.done():
+                    job.future.set_result(reply)
             self.stats["batches"] += 1
             self.stats["requests"] += len(flat)
             self.stats["max_batch"] = max(self.stats["max_batch"], len(flat))
 
-    def _health(self, connection: Any, request: Any) -> Any:
-        if request.path.split("?")[0].rstrip("/") not in ("/healthz", "/health"):
-            return None
+    def _split(self, batch: list[_Job], chunks: list[Any]) -> list[dict[str, Any]]:
+        """One reply per job: its chunks, or an error if any of them is not finite."""
+        replies, start = [], 0
+        for job in batch:
+            part = chunks[start:start + len(job.requests)]
+            start += len(job.requests)
+            if not all(np.all(np.isfinite(np.asarray(c, dtype=np.float64))) for c in part):
+                replies.append({"type": "error", "id": job.message_id,
+                                "error": "inference failed: the model returned non-finite actions"})
+            else:
+                replies.append({"type": "result", "id": job.message_id,
+                                "chunks": codec.chunks_to_wire(part)})
+        return replies
+
+    async def _infer_alone(self, job: _Job) -> dict[str, Any]:
+        assert self._loop is not None
+        try:
+            chunks = await self._loop.run_in_executor(self._executor, self.policy.infer, job.requests)
+            return self._split([job], chunks)[0]
+        except Exception as exc:  # noqa: BLE001 - this message's own failure
+            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            return {"type": "error", "id": job.message_id, "error": f"inference failed: {detail}"}
+
+    def _process_request(self, connection: Any, request: Any) -> Any:
+        """HTTP before the WebSocket handshake: method, token, connection bound, /healthz."""
+        if request.method != "GET":
+            return self._plain(connection, http.HTTPStatus.METHOD_NOT_ALLOWED, "only GET\n")
+        if self.token is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return self._plain(connection, http.HTTPStatus.UNAUTHORIZED, "token required\n")
+        if request.path.split("?")[0].rstrip("/") in ("/healthz", "/health"):
+            return self._health(connection)
+        if self.stats["clients"] >= self.max_connections:
+            return self._plain(connection, http.HTTPStatus.SERVICE_UNAVAILABLE,
+                               f"too many connections (limit {self.max_connections})\n")
+        return None
+
+    @staticmethod
+    def _plain(connection: Any, status: http.HTTPStatus, body: str, content_type: str = "text/plain"
+               ) -> Any:
+        response = connection.respond(status, body)
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = content_type
+        return response
+
+    def _health(self, connection: Any) -> Any:
         body = json.dumps({
             "status": "ok", "checkpoint": self.checkpoint.get("name"),
             "checkpoint_hash": self.checkpoint.get("hash"), "protocol": codec.PROTOCOL_VERSION,
@@ -219,9 +336,7 @@ class PolicyServer:
             "mean_batch": round(self.stats["requests"] / self.stats["batches"], 3)
             if self.stats["batches"] else None,
         })
-        response = connection.respond(http.HTTPStatus.OK, body + "\n")
-        response.headers["Content-Type"] = "application/json"
-        return response
+        return self._plain(connection, http.HTTPStatus.OK, body + "\n", "application/json")
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -231,9 +346,9 @@ class PolicyServer:
         self._wakeup = asyncio.Event()
         self._stopped = asyncio.Event()
         self._server = await serve(
-            self._handler, self.host, self.port, process_request=self._health,
+            self._handler, self.host, self.port, process_request=self._process_request,
             max_size=self.max_message_bytes, compression=None, ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout, max_queue=4,
+            ping_timeout=self.ping_timeout, max_queue=1, origins=[None, *self.allowed_origins],
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._batch_task = asyncio.create_task(self._batcher())
@@ -298,7 +413,7 @@ def make_server(checkpoint: str, device: str | None = None, **options: Any) -> P
 
     resolved, identity = local_identity(resolve_checkpoint(checkpoint))
     policy = load_policy(resolved, device)
-    return PolicyServer(policy, {**identity.as_manifest(), "path": str(resolved.path)}, **options)
+    return PolicyServer(policy, identity.as_manifest(), **options)
 
 
 # -- CLI ------------------------------------------------------------------------------------------
@@ -307,8 +422,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve", help="serve a checkpoint's policy over a WebSocket (msgpack + numpy, batched)",
         description="Serve CHECKPOINT to `mibot-eval run --policy ws://HOST:PORT` clients: requests "
         "from all clients are batched into one forward pass. msgpack-encoded numpy arrays with "
-        "validated dtypes and shapes, a bounded message size, GET /healthz. No authentication: "
-        "bind to a trusted network only (default 127.0.0.1).",
+        "validated dtypes and shapes, bounded messages, queues and connections, GET /healthz. "
+        "Binds 127.0.0.1 by default; refuses browsers; --token-file requires a shared token.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="name from checkpoints.yaml, hub id, or local folder (as for run)")
@@ -320,6 +435,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="longest wait for a batch to fill (default 5 ms)")
     p.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB,
                    help=f"largest accepted message (default {DEFAULT_MAX_MESSAGE_MB:g} MiB)")
+    p.add_argument("--max-queued-mb", type=float, default=DEFAULT_MAX_QUEUED_MB,
+                   help="bytes of requests queued over all clients before new ones are refused as "
+                   f"busy (default {DEFAULT_MAX_QUEUED_MB:g} MiB)")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                   help=f"concurrent clients (default {DEFAULT_MAX_CONNECTIONS}); more get HTTP 503")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, metavar="S",
+                   help=f"close a client idle for S seconds (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0: never)")
+    p.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                   help="require `Authorization: Bearer <token>` (the file's first line) from every "
+                   "client; pass the same file to `mibot-eval run --policy ... --token-file`")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="accept browser connections from ORIGIN (default: refuse any Origin header)")
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -332,9 +459,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-wait-ms must be in 0..10000, got {args.batch_wait_ms}")
     if not 0 < args.max_message_mb <= 1024:
         raise UserError(f"--max-message-mb must be in (0, 1024], got {args.max_message_mb}")
+    if not args.max_message_mb <= args.max_queued_mb <= 1 << 20:
+        raise UserError("--max-queued-mb must be at least --max-message-mb")
+    if args.max_connections < 1 or args.idle_timeout < 0:
+        raise UserError("--max-connections must be >= 1 and --idle-timeout >= 0")
     server = make_server(args.checkpoint, args.device, host=args.host, port=args.port,
                          batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
-                         max_message_bytes=int(args.max_message_mb * 2**20))
+                         max_message_bytes=int(args.max_message_mb * 2**20),
+                         max_queued_bytes=int(args.max_queued_mb * 2**20),
+                         max_connections=args.max_connections,
+                         idle_timeout=args.idle_timeout or None,
+                         allowed_origins=tuple(args.allow_origin), token=read_token(args.token_file))
 
     def ready(srv: PolicyServer) -> None:
         http_url = srv.url.replace("ws://", "http://")

@@ -13,7 +13,7 @@ with a message fit for an error reply.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,34 @@ MAX_TEXT = 4096
 
 class WireError(ValueError):
     """A message that does not follow the protocol; the text goes back in the error reply."""
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """Bounds msgpack enforces while it decodes, before it builds anything larger: an untrusted
+    message cannot make the decoder allocate millions of objects (nesting is bounded by msgpack's own
+    stack limit)."""
+
+    max_array_len: int
+    max_map_len: int
+    max_str_len: int
+    max_bin_len: int
+
+    def kwargs(self) -> dict[str, int]:
+        return {"max_array_len": self.max_array_len, "max_map_len": self.max_map_len,
+                "max_str_len": self.max_str_len, "max_bin_len": self.max_bin_len,
+                "max_ext_len": self.max_bin_len + 1024}
+
+
+# What a policy request message may hold: <= 64 requests of <= 8 images each, short texts; arrays
+# carry their bytes as ext payloads (bounded by the frame size the WebSocket layer enforces).
+REQUEST_LIMITS = UnpackLimits(max_array_len=MAX_PREFIX_STEPS, max_map_len=16, max_str_len=4 * MAX_TEXT,
+                              max_bin_len=64 * 2**20)
+# What a reply to a policy request may hold (the client's side).
+REPLY_LIMITS = UnpackLimits(max_array_len=MAX_PREFIX_STEPS, max_map_len=64, max_str_len=64 * 1024,
+                            max_bin_len=64 * 2**20)
+_ARRAY_HEADER = UnpackLimits(max_array_len=MAX_NDIM + 2, max_map_len=0, max_str_len=16,
+                             max_bin_len=64 * 2**20)
 
 
 def _msgpack() -> Any:
@@ -68,7 +96,7 @@ def _ext_hook(code: int, payload: bytes) -> Any:
     if code != EXT_NDARRAY:
         raise WireError(f"unknown msgpack extension type {code}")
     try:
-        name, shape, raw = _msgpack().unpackb(payload, raw=False, use_list=True)
+        name, shape, raw = _msgpack().unpackb(payload, raw=False, use_list=True, **_ARRAY_HEADER.kwargs())
     except Exception as exc:  # noqa: BLE001 - any malformed header is the same protocol error
         raise WireError(f"malformed array: {exc}") from None
     if not isinstance(name, str) or name not in ALLOWED_DTYPES:
@@ -91,13 +119,17 @@ def pack(obj: Any) -> bytes:
     return _msgpack().packb(obj, default=_default, use_bin_type=True)
 
 
-def unpack(data: bytes) -> Any:
-    """Decode one message; any malformation raises WireError (never executes anything)."""
+def unpack(data: bytes, limits: UnpackLimits | None = None) -> Any:
+    """Decode one message; any malformation raises WireError (never executes anything).
+
+    limits: bounds for untrusted bytes (the policy server, the remote client); None for the pipes
+    between this harness's own processes (records may be long)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireError("expected a binary msgpack message")
     msgpack = _msgpack()
     try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
+        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True,
+                               **(limits.kwargs() if limits else {}))
     except WireError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated/garbage bytes of any kind

@@ -34,6 +34,7 @@ def _import_stack() -> tuple[Any, Any]:
 
 
 RELEASE_ATTENTION = "flash_attention_2"  # release deploy/server.py attn_implementation
+MAX_ASPECT = 200  # Qwen2-VL's image processor refuses a longer side over 200x the shorter
 
 
 def choose_runtime(device: str | None) -> tuple[str, str, str]:
@@ -67,6 +68,7 @@ class HFPolicy:
         self.per_sample_seed = bool(getattr(self.model, "supports_per_sample_seed", False))
         self.supports_prefix = bool(getattr(self.model, "supports_prefix_actions", False))
         self.last_latency_s = 0.0
+        self._special: list[str] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,47 @@ class HFPolicy:
             "batched_per_sample_seed": self.per_sample_seed,
             "prefix_actions": self.supports_prefix,
         }
+
+    def validate_request(self, request: PolicyRequest) -> None:
+        """What this model accepts, checked before a request joins a batch (the policy server calls it
+        at the door): ValueError with one line saying what is wrong."""
+        if request.robot_type not in self.robot_types:
+            raise ValueError(f"unknown robot_type {request.robot_type!r}")
+        state = np.asarray(request.observation.state)
+        if state.size > MODEL_STATE_DIM:
+            raise ValueError(f"state has {state.size} dims, the model takes at most {MODEL_STATE_DIM}")
+        with np.errstate(over="ignore"):
+            finite = np.all(np.isfinite(state.astype(np.float32)))  # bf16 overflows where fp32 does
+        if not finite:
+            raise ValueError("state is not finite once cast to the model's dtype")
+        factor = self._image_factor()
+        for label, image in request.observation.images.items():
+            h, w = image.shape[:2]
+            if min(h, w) < factor or max(h, w) / min(h, w) > MAX_ASPECT:
+                raise ValueError(f"image '{label}' is {h}x{w}: sides must be >= {factor} and the aspect "
+                                 f"ratio at most {MAX_ASPECT}")
+        special = self._special_tokens()
+        for text in (request.observation.instruction, *request.observation.images):
+            found = next((t for t in special if t in text), None)
+            if found:
+                raise ValueError(f"{text[:40]!r} contains the special token {found!r}")
+        if request.prefix is not None:
+            horizon = int(self.processor.get_action_mask(request.robot_type).shape[1])
+            rows, dims = request.prefix.shape
+            if rows > horizon or dims > MODEL_STATE_DIM:
+                raise ValueError(f"prefix is {rows}x{dims}; the model takes at most {horizon} steps of "
+                                 f"{MODEL_STATE_DIM} dims")
+
+    def _image_factor(self) -> int:
+        image = getattr(self.processor, "image_processor", None)
+        return int(getattr(image, "patch_size", 14)) * int(getattr(image, "merge_size", 2))
+
+    def _special_tokens(self) -> list[str]:
+        if self._special is None:
+            tokenizer = getattr(self.processor, "tokenizer", None)
+            added = tokenizer.get_added_vocab() if tokenizer is not None else {}
+            self._special = sorted({t for t in added if len(t) > 2} | {"<|image_pad|>", "<|vision_start|>"})
+        return self._special
 
     def check_robot_type(self, robot_type: str) -> None:
         if robot_type not in self.robot_types:
@@ -137,6 +180,8 @@ class HFPolicy:
                  for r in batch]
         kwargs: dict[str, Any] = {k: v.to(self.device) for k, v in inputs.items()}  # no dtype cast
         kwargs["state"] = torch.from_numpy(state).to(self.device, self.dtype)  # float64 -> dtype once
+        if not bool(torch.isfinite(kwargs["state"]).all()):
+            raise ValueError("state is not finite once cast to the model's dtype")
         kwargs["action_mask"] = torch.as_tensor(mask).to(self.device, self.dtype)
         kwargs["seed"] = seeds if self.per_sample_seed else seeds[0]
         if self.num_steps is not None:
@@ -157,4 +202,7 @@ class HFPolicy:
         with torch.inference_mode():
             actions = self.model(**kwargs).actions
         decoded = self.processor.decode_action(actions, robot_type=robot_type)  # as the server does
-        return [np.asarray(a, dtype=np.float32) for a in decoded.float().cpu().numpy()]
+        chunks = [np.asarray(a, dtype=np.float32) for a in decoded.float().cpu().numpy()]
+        if not all(np.isfinite(c).all() for c in chunks):
+            raise ValueError("the model returned non-finite actions")
+        return chunks

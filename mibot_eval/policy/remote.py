@@ -4,13 +4,17 @@ Synchronous client (websockets' threaded client: its background thread answers k
 while the simulator is busy). It connects lazily, reads the server's hello (checkpoint identity,
 robot types, prefix support, message bound), refuses to send a message over the server's bound,
 and reconnects once if the connection dropped (requests are idempotent: the model's noise seed is
-derived from the request). Nothing received is unpickled: replies are msgpack with validated arrays.
+derived from the request). Nothing received is unpickled: replies are msgpack with validated arrays,
+decoded with bounds. A server started with --token-file needs the same token: `token_file` here, or
+the file named by $MIBOT_EVAL_TOKEN_FILE (how `run --token-file` reaches worker processes and actors).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,20 @@ REPLY_TIMEOUT_S = 1800.0  # a slow model on CPU; the server answers pings meanwh
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 120.0
 MAX_REPLY_BYTES = 64 * 2**20
+TOKEN_FILE_ENV = "MIBOT_EVAL_TOKEN_FILE"
+
+
+def read_token(path: str | Path | None) -> str | None:
+    """The shared token in a file (first line, stripped); None without a file."""
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read the token file {path} ({exc.strerror or exc})") from None
+    if not token or not token[0].strip():
+        raise UserError(f"the token file {path} is empty")
+    return token[0].strip()
 
 
 class RemotePolicyError(RuntimeError):
@@ -33,13 +51,14 @@ class RemotePolicyError(RuntimeError):
 class RemotePolicy:
     def __init__(self, url: str, reply_timeout: float = REPLY_TIMEOUT_S,
                  ping_interval: float | None = PING_INTERVAL_S,
-                 ping_timeout: float | None = PING_TIMEOUT_S) -> None:
+                 ping_timeout: float | None = PING_TIMEOUT_S, token_file: str | Path | None = None) -> None:
         from mibot_eval.parallel.options import parse_policy_urls
 
         urls = parse_policy_urls(url)
         if len(urls) != 1:
             raise UserError(f"expected one ws://HOST:PORT policy server, got {url!r}")
         self.url = urls[0]
+        self.token = read_token(token_file or os.environ.get(TOKEN_FILE_ENV) or None)
         self.reply_timeout = reply_timeout
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self._conn: Any = None
@@ -50,19 +69,30 @@ class RemotePolicy:
     def _connect(self) -> Any:
         if self._conn is not None:
             return self._conn
+        from websockets.exceptions import InvalidStatus
         from websockets.sync.client import connect
 
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
             conn = connect(self.url, open_timeout=OPEN_TIMEOUT_S, compression=None,
                            max_size=MAX_REPLY_BYTES, ping_interval=self.ping_interval,
-                           ping_timeout=self.ping_timeout, proxy=None, legacy=True)
+                           ping_timeout=self.ping_timeout, proxy=None, additional_headers=headers,
+                           legacy=True)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status == 401:
+                raise UserError(f"the policy server at {self.url} requires a token: pass the file it was "
+                                "started with (`--token-file FILE`)" if not self.token else
+                                f"the policy server at {self.url} refused the token") from None
+            raise UserError(f"the policy server at {self.url} refused the connection (HTTP {status}: "
+                            f"{exc.response.body.decode(errors='replace').strip()[:200]})") from None
         except (OSError, TimeoutError) as exc:
             raise UserError(f"cannot reach the policy server at {self.url} ({exc}); "
                             "start it with `mibot-eval serve CHECKPOINT --host ... --port ...`") from None
         except Exception as exc:  # noqa: BLE001 - handshake refused, not a websocket server, ...
             raise UserError(f"{self.url} is not a mibot-eval policy server ({exc})") from None
         try:
-            hello = codec.unpack(conn.recv(timeout=OPEN_TIMEOUT_S))
+            hello = codec.unpack(conn.recv(timeout=OPEN_TIMEOUT_S), codec.REPLY_LIMITS)
         except Exception as exc:  # noqa: BLE001
             conn.close()
             raise UserError(f"{self.url} did not send a mibot-eval hello ({exc})") from None
@@ -132,7 +162,7 @@ class RemotePolicy:
             conn = self._connect()
             try:
                 conn.send(payload)
-                reply = codec.unpack(conn.recv(timeout=self.reply_timeout))
+                reply = codec.unpack(conn.recv(timeout=self.reply_timeout), codec.REPLY_LIMITS)
                 break
             except ConnectionClosed as exc:
                 self.close()
