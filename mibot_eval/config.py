@@ -277,38 +277,52 @@ def _pattern(value: Any, where: Path) -> str:
 
 def variant_families() -> list[VariantFamily]:
     """The family files under suites/<group>/ (validated), in path order."""
-    families = []
-    for path in _group_files():
-        data = _load_yaml(path)
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping at top level")
-        if "unsupported" in data:
-            continue
-        spec, overrides = data.get("variants"), data.get("overrides")
-        if not isinstance(spec, dict) or not isinstance(overrides, dict):
-            raise UserError(f"{path}: a family file needs 'variants' {{bases, name}} and 'overrides'")
-        families.append(VariantFamily(path, path.parent.name, path.stem, _bases(spec.get("bases"), path),
-                                      _pattern(spec.get("name"), path), dict(overrides)))
-    return families
+    return list(_catalogue()[0])
 
 
 def unsupported_suites() -> dict[str, str]:
     """Registered variants that are not run -> the one-line reason (from `unsupported:` files)."""
-    out: dict[str, str] = {}
-    for path in _group_files():
-        data = _load_yaml(path)
-        entries = data.get("unsupported") if isinstance(data, dict) else None
-        if entries is None:
-            continue
-        if not isinstance(entries, list):
-            raise UserError(f"{path}: 'unsupported' must be a list of {{name, bases, reason}}")
-        for entry in entries:
-            reason = entry.get("reason") if isinstance(entry, dict) else None
-            if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
-                raise UserError(f"{path}: every unsupported entry needs a one-line 'reason'")
-            pattern = _pattern(entry.get("name"), path)
-            for base in _bases(entry.get("bases"), path):
-                out[pattern.replace("{base}", base)] = reason.strip()
+    return dict(_catalogue()[1])
+
+
+_CATALOGUE: dict[tuple[Any, ...], tuple[list[VariantFamily], dict[str, str]]] = {}
+
+
+def _catalogue() -> tuple[list[VariantFamily], dict[str, str]]:
+    """Parse the group files once per content (keyed by path, size and mtime: edits are seen)."""
+    files = _group_files()
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if key not in _CATALOGUE:
+        families: list[VariantFamily] = []
+        unsupported: dict[str, str] = {}
+        for path in files:
+            data = _load_yaml(path)
+            if not isinstance(data, dict):
+                raise UserError(f"{path}: expected a mapping at top level")
+            if "unsupported" in data:
+                unsupported.update(_unsupported_entries(data["unsupported"], path))
+                continue
+            spec, overrides = data.get("variants"), data.get("overrides")
+            if not isinstance(spec, dict) or not isinstance(overrides, dict):
+                raise UserError(f"{path}: a family file needs 'variants' {{bases, name}} and 'overrides'")
+            families.append(VariantFamily(path, path.parent.name, path.stem, _bases(spec.get("bases"), path),
+                                          _pattern(spec.get("name"), path), dict(overrides)))
+        _CATALOGUE.clear()
+        _CATALOGUE[key] = (families, unsupported)
+    return _CATALOGUE[key]
+
+
+def _unsupported_entries(entries: Any, path: Path) -> dict[str, str]:
+    if not isinstance(entries, list):
+        raise UserError(f"{path}: 'unsupported' must be a list of {{name, bases, reason}}")
+    out = {}
+    for entry in entries:
+        reason = entry.get("reason") if isinstance(entry, dict) else None
+        if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
+            raise UserError(f"{path}: every unsupported entry needs a one-line 'reason'")
+        pattern = _pattern(entry.get("name"), path)
+        for base in _bases(entry.get("bases"), path):
+            out[pattern.replace("{base}", base)] = reason.strip()
     return out
 
 

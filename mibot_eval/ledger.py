@@ -3,6 +3,7 @@ line) and counted on the progress bar; too many errors in a row stop the run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mibot_eval.errors import UserError
@@ -22,11 +23,13 @@ class Ledger:
     def __init__(
         self, store: RunStore, contexts: dict[str, dict[str, Any]], total: int,
         done: list[dict[str, Any]], desc: str, progress: bool = True,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        """done: the records of this run's planned episodes already on disk (a resumed run)."""
+        """done: the records of this run's planned episodes already on disk (a resumed run);
+        on_record: called with each record once it is on disk (it may stop the run by raising)."""
         from tqdm import tqdm
 
-        self.store, self.contexts = store, contexts
+        self.store, self.contexts, self.on_record = store, contexts, on_record
         self.successes = sum(1 for r in done if r.get("success") is True)
         self.errors = sum(1 for r in done if r.get("status") == "error")
         self.consecutive_errors = 0
@@ -38,7 +41,8 @@ class Ledger:
         return _success_text(self.successes, self.bar.n) + (f", errors {self.errors}" if self.errors else "")
 
     def record(self, result: EpisodeResult) -> None:
-        self.store.append(episode_record(result, self.contexts[result.spec.suite]))
+        record = episode_record(result, self.contexts[result.spec.suite])
+        self.store.append(record)
         self.successes += int(result.success)
         is_error = result.status == "error"
         self.errors += int(is_error)
@@ -49,6 +53,8 @@ class Ledger:
             raise UserError(
                 f"{self.consecutive_errors} episodes in a row failed with errors; last: {result.error}"
             )
+        if self.on_record is not None:
+            self.on_record(record)
 
     def close(self) -> None:
         self.bar.close()

@@ -15,6 +15,7 @@ from typing import Any
 from mibot_eval.backend import Backend, InProcessBackend
 from mibot_eval.config import CheckpointInfo, resolve_checkpoint
 from mibot_eval.errors import UserError
+from mibot_eval.gating import GateDecided, GateSession, round_robin
 from mibot_eval.interrupts import deferred_signals
 from mibot_eval.ledger import Ledger
 from mibot_eval.parallel import options as parallel_options
@@ -89,9 +90,20 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
         store.open_manifest(manifest, identity_keys=("checkpoint", "execution"))
         videos = VideoPolicy(request.video, store.run_dir, request.video_cap)
         context = {"run": run, "checkpoint": info.name, "checkpoint_id": identity.hash}
-        stats = _run_backend(backend, plans, store, videos, context, request.progress)
+        gate = None
+        if request.gate_against:
+            gate = GateSession(request.gate_against, {p.protocol.name: p.protocol.protocol_hash()
+                                                      for p in plans}, request.gate_alpha,
+                               request.gate_max_drop)
+        stats = _run_backend(backend, plans, store, videos, context, request.progress, gate)
         if stats:
             _record_parallel_stats(store, options, stats)
+        if gate is not None:
+            keys = {spec.key for plan in plans for spec in plan.episodes}
+            recorded = sum(1 for r in store.records() if r["key"] in keys)
+            current = store.read_manifest() or {}
+            current["gate"] = gate.summary(len(keys), recorded)
+            store.write_manifest(current)
     record_latency(store)
     return store.run_dir
 
@@ -145,17 +157,27 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
 
 
 def _run_backend(backend: Backend, plans: list[SuitePlan], store: RunStore, videos: VideoPolicy,
-                 context: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """The plans' unfinished episodes, in plan order, through the backend and one Ledger."""
+                 context: dict[str, Any], progress: bool, gate: GateSession | None = None
+                 ) -> dict[str, Any]:
+    """The plans' unfinished episodes through the backend and one Ledger: in plan order, or
+    round-robin over tasks under a sequential gate (which may stop the run once decided)."""
     records = store.records()
     finished = {r["key"] for r in records}
     keys = {spec.key for plan in plans for spec in plan.episodes}
     done = [r for r in records if r["key"] in keys]
     todo = [spec for plan in plans for spec in plan.episodes if spec.key not in finished]
+    if gate is not None:
+        todo = round_robin(todo)
+        for record in done:  # a resumed run: its recorded episodes first, in file order
+            gate.observe(record)
+        if gate.gate.decision is not None:
+            todo = []
     contexts = {plan.protocol.name: suite_context(plan, context) for plan in plans}
     ledger = Ledger(store, contexts, len(keys), done, "+".join(plan.protocol.name for plan in plans),
-                    progress=progress)
+                    progress=progress, on_record=gate.on_record if gate is not None else None)
     try:
         return backend.run(plans, todo, ledger, videos) if todo else {}
+    except GateDecided:
+        return {}
     finally:
         ledger.close()

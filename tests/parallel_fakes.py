@@ -28,7 +28,8 @@ ADAPTER_ENTRY = ("tests.parallel_fakes", "FakeSimAdapter")
 
 def write_suite(folder: Path, name: str = "fake", tasks: int = 2, episodes: int = 2,
                 max_steps: int = 12, faults: dict[str, str] | None = None,
-                step_sleep: float = 0.0, success_at: int | None = None) -> Path:
+                step_sleep: float = 0.0, success_at: int | None = None,
+                success_sign: float | None = None) -> Path:
     """A fakesim suite YAML (path) for load_suite."""
     markers = folder / f"{name}-markers"
     markers.mkdir(parents=True, exist_ok=True)
@@ -40,7 +41,7 @@ def write_suite(folder: Path, name: str = "fake", tasks: int = 2, episodes: int 
         "instruction_format": {"capitalize": "none", "append_period": True},
         "request_seed": {"images": {"Base View": "base"}, "state_shape": [32], "language": "instruction"},
         "faults": faults or {}, "marker_dir": str(markers), "step_sleep": step_sleep,
-        "success_at": success_at,
+        "success_at": success_at, "success_sign": success_sign,
     }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -112,6 +113,9 @@ class FakeSimAdapter:
         self._state = self._state + 0.1 * np.asarray(action, dtype=np.float64)[:1].repeat(8)
         target = self.params.get("success_at")
         success = bool(target is not None and self._t >= target and self._spec.trial % 2 == 0)
+        sign = self.params.get("success_sign")  # success also needs the policy to push this way
+        if sign is not None:
+            success = success and float(np.sign(np.asarray(action, dtype=np.float64)[0])) == float(sign)
         return StepResult(success=success, done=success,
                           observation=self._observation() if observe else None)
 

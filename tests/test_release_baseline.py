@@ -17,7 +17,7 @@ import pytest
 from mibot_eval.config import load_suite
 from mibot_eval.results.release_baseline import load_release_baseline
 from mibot_eval.results.stats import AggregateRule, SuiteStats, measure_aggregate, measure_suite
-from mibot_eval.results.summary import load_aggregates
+from mibot_eval.results.summary import full_count, load_aggregates
 from mibot_eval.suites.simpler import SimplerAdapter
 from tests.conftest import SHARED
 
@@ -75,7 +75,8 @@ def derive_script() -> ModuleType:
 def measured() -> dict[str, SuiteStats]:
     baseline = load_release_baseline()
     chains = {r.suites[0]: r.length for r in load_aggregates() if r.rule == "chain_success"}
-    return {s: measure_suite(s, baseline.records(s), chain_length=chains.get(s)) for s in baseline.suites()}
+    return {s: measure_suite(s, baseline.records(s), chain_length=chains.get(s),
+                             full=full_count(load_suite(s).as_dict())) for s in baseline.suites()}
 
 
 def rules() -> list[AggregateRule]:

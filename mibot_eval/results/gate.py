@@ -67,9 +67,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mibot_eval.config import load_suite
 from mibot_eval.errors import UserError
+from mibot_eval.results.paired import (
+    Pair,
+    PairCounts,
+    mean_of_suites_difference,
+    pair_units,
+    paired_bootstrap,
+    unit_outcomes,
+)
+from mibot_eval.results.sequential import SequentialGate, replay
 from mibot_eval.results.stats import (
+    BOOTSTRAP_REPLICATES,
+    BOOTSTRAP_SEED,
     Rate,
     holm,
     p_bootstrap_below,
@@ -105,6 +118,7 @@ class Check:
     p_adjusted: float | None = None
     regressed: bool = False
     note: str = ""
+    test: str = ""  # which test produced p_value (paired / unpaired / score / bootstrap)
 
     @property
     def diff(self) -> float | None:
@@ -127,6 +141,7 @@ class GateResult:
     correction: str
     checks: list[Check]
     notes: list[str] = field(default_factory=list)
+    sequential: SequentialGate | None = None  # a run stopped early by `run --gate-against`
 
     @property
     def regressions(self) -> list[Check]:
@@ -134,6 +149,8 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
+        if self.sequential is not None and self.sequential.decision is not None:
+            return 1 if self.sequential.decision == "regressed" else 0
         return 1 if self.regressions else 0
 
 
@@ -174,7 +191,11 @@ def check_regression(
         if missing:
             notes.append(f"not logged by the release, not compared: {', '.join(missing)}")
         cand_logged = _restrict(cand, base.suites)
-        more_checks, more_notes = _against_run(cand_logged, base, max_drop, same_episodes=False)
+        # the release's logs name SimplerEnv episodes (pairable); LIBERO trials and CALVIN sequences
+        # are not identified in them, so those are compared as independent samples
+        episodic = {n for n, s in cand_logged.suites.items() if s.benchmark == "simpler"}
+        more_checks, more_notes = _against_run(cand_logged, base, max_drop, same_episodes=False,
+                                               pairable=episodic)
         checks, notes = more_checks, notes + more_notes
         label = "the release's logged outcomes (mibot_eval/data/release)"
     else:
@@ -192,7 +213,35 @@ def check_regression(
     partial = [s.name for s in cand.suites.values() if s.partial]
     if partial:
         notes.append(f"candidate is partial for {', '.join(partial)}: compared on what it measured")
-    return GateResult(str(cand.run_dir), label, max_drop, alpha, correction, checks, notes)
+    sequential = None
+    if str(baseline) not in ("reported", "release"):
+        sequential = _sequential_verdict(cand, base)
+        if sequential is not None:
+            notes.append("the candidate ran under the sequential gate (`run --gate-against`); its "
+                         f"verdict decides: {sequential.decision} after {sequential.decided_at} matched "
+                         "episodes; the fixed-N tests above are shown for information")
+    return GateResult(str(cand.run_dir), label, max_drop, alpha, correction, checks, notes, sequential)
+
+
+def _sequential_verdict(cand: RunSummary, base: RunSummary) -> SequentialGate | None:
+    """Replay the sequential gate a gated candidate ran (its recorded settings, its records in file
+    order, against this baseline): the same verdict the run stopped on."""
+    info = cand.manifest.get("gate") or {}
+    if not info.get("decision") or Path(str(info.get("baseline"))).resolve() != base.run_dir.resolve():
+        return None
+    suites = set(info.get("matched_suites") or [])
+    outcomes = unit_outcomes(r for r in base.records if r.get("suite") in suites)
+    pairs = []
+    seen: set[str] = set()
+    for record in cand.records:
+        key = str(record.get("key"))
+        if record.get("suite") not in suites or (record.get("metrics") or {}).get("repeat_of") \
+                or key in seen or key not in outcomes:
+            continue
+        seen.add(key)
+        pairs.append((float(record.get("status", "ok") == "ok" and record.get("success") is True),
+                      outcomes[key]))
+    return replay(pairs, float(info["alpha"]), float(info["max_drop_pp"]) / 100)
 
 
 # -- protocol identity ---------------------------------------------------------------------------
@@ -246,8 +295,10 @@ def _refuse(problems: list[str], against: str) -> None:
 
 # -- comparisons ----------------------------------------------------------------------------------
 def _pair(scope: str, suite: str, name: str, metric: str, c: Rate, b: Rate, margin: float) -> Check:
+    """Unpaired: two independent samples, the Newcombe interval inverted."""
     return Check(scope, suite, name, metric, c.value, b.value, c.n, b.n,
-                 p_worse_than_run(c.successes, c.n, b.successes, b.n, margin / 100))
+                 p_worse_than_run(c.successes, c.n, b.successes, b.n, margin / 100),
+                 test="unpaired: Newcombe")
 
 
 def _restrict(summary: RunSummary, suites: Mapping[str, Any]) -> RunSummary:
@@ -257,11 +308,22 @@ def _restrict(summary: RunSummary, suites: Mapping[str, Any]) -> RunSummary:
     return replace(summary, suites={k: v for k, v in summary.suites.items() if k in suites}, aggregates=[])
 
 
-def _against_run(cand: RunSummary, base: RunSummary, max_drop: float, same_episodes: bool = True
-                 ) -> tuple[list[Check], list[str]]:
-    """same_episodes False (the release): no episodes-per-task check, CALVIN over all sequences."""
+def _against_run(cand: RunSummary, base: RunSummary, max_drop: float, same_episodes: bool = True,
+                 pairable: set[str] | None = None) -> tuple[list[Check], list[str]]:
+    """Candidate vs a baseline run. Matched episodes (same key and protocol hash) are compared
+    paired: exact McNemar per task and per suite, paired bootstrap for aggregates and CALVIN's
+    average length; what is not matched falls back to the unpaired Newcombe test.
+
+    same_episodes False (the release): no episodes-per-task check, CALVIN over all sequences;
+    pairable: the suites whose episodes may be matched (default: all)."""
     if same_episodes:
         _refuse(_protocol_problems(cand, base), f"baseline {base.run_dir}")
+    hashes = {name: (cand.protocols.get(name, {}).get("hash"), base.protocols.get(name, {}).get("hash"))
+              for name in cand.suites if pairable is None or name in pairable}
+    pairs = pair_units(cand.records, base.records, hashes)
+    by_suite: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_suite.setdefault(pair.suite, []).append(pair)
     checks: list[Check] = []
     notes: list[str] = []
     for name, mine in cand.suites.items():
@@ -270,12 +332,10 @@ def _against_run(cand: RunSummary, base: RunSummary, max_drop: float, same_episo
             side = "the candidate" if not mine.trials else "the baseline"
             notes.append(f"{name}: no episodes on {side}'s side, not compared")
             continue
+        matched = by_suite.get(name, [])
         if mine.chain is not None and theirs.chain is not None:
-            common = (sorted(set(mine.chain.completed) & set(theirs.chain.completed))
-                      if same_episodes else None)
-            for k, (c, b) in enumerate(zip(mine.chain.rates(common), theirs.chain.rates(common),
-                                           strict=True), start=1):
-                checks.append(_pair("suite", name, f"chain_{k}", f"chain_{k}", c, b, max_drop))
+            checks += _chain_checks(name, mine, theirs, matched, max_drop, same_episodes)
+            continue
         common_tasks = [k for k in mine.tasks if k in theirs.tasks and mine.tasks[k].units
                         and theirs.tasks[k].units]
         only = sorted(set(mine.tasks) ^ set(theirs.tasks))
@@ -283,12 +343,73 @@ def _against_run(cand: RunSummary, base: RunSummary, max_drop: float, same_episo
             notes.append(f"{name}: tasks measured by one side only, not compared: {', '.join(only)}")
         for key in common_tasks:
             task = mine.tasks[key]
-            checks.append(_pair("task", name, f"{key} ({task.name})" if key != task.name else key,
-                                "success", task.rate, theirs.tasks[key].rate, max_drop))
-        if mine.chain is None and common_tasks:
-            checks.append(_pair("suite", name, "success", "success", mine.pooled(common_tasks),
-                                theirs.pooled(common_tasks), max_drop))
+            label = f"{key} ({task.name})" if key != task.name else key
+            task_pairs = [p for p in matched if p.task == key]
+            if task_pairs:
+                checks.append(_paired("task", name, label, "success", task_pairs, max_drop))
+            else:
+                checks.append(_pair("task", name, label, "success", task.rate, theirs.tasks[key].rate,
+                                    max_drop))
+        if common_tasks:
+            suite_pairs = [p for p in matched if p.task in common_tasks]
+            checks.append(_paired("suite", name, "success", "success", suite_pairs, max_drop) if suite_pairs
+                          else _pair("suite", name, "success", "success", mine.pooled(common_tasks),
+                                     theirs.pooled(common_tasks), max_drop))
+    checks += _aggregate_checks(cand, base, by_suite, max_drop)
     return checks, notes
+
+
+def _paired(scope: str, suite: str, name: str, metric: str, pairs: list[Pair], margin: float) -> Check:
+    counts = PairCounts.of(pairs)
+    cand = 100 * (counts.both + counts.cand_only) / counts.n
+    base = 100 * (counts.both + counts.base_only) / counts.n
+    return Check(scope, suite, name, metric, cand, base, counts.n, counts.n, counts.p_worse(margin / 100),
+                 test="paired: exact McNemar", note=counts.note)
+
+
+def _chain_checks(name: str, mine: Any, theirs: Any, matched: list[Pair], max_drop: float,
+                  same_episodes: bool) -> list[Check]:
+    """CALVIN: chain_k paired over matched sequences (McNemar on 'completed >= k'), the average
+    length by a paired bootstrap over sequences; unpaired when no sequence is matched."""
+    keys = [p.key for p in matched]
+    if keys and same_episodes:
+        out = []
+        for k in range(1, mine.chain.length + 1):
+            pairs = [Pair(name, p.task, p.key, float(mine.chain.completed[p.key] >= k),
+                          float(theirs.chain.completed[p.key] >= k)) for p in matched]
+            out.append(_paired("suite", name, f"chain_{k}", f"chain_{k}", pairs, max_drop))
+        lengths = np.array([[mine.chain.completed[k], theirs.chain.completed[k]] for k in keys], float)
+        rng = np.random.Generator(np.random.PCG64(BOOTSTRAP_SEED))
+        draws = rng.integers(0, len(keys), size=(BOOTSTRAP_REPLICATES, len(keys)))
+        diffs = (lengths[draws, 0] - lengths[draws, 1]).mean(axis=1)
+        margin = mine.chain.length * max_drop / 100  # the same tolerance on each chain rate
+        out.append(Check("suite", name, "avg_len", "avg_len", float(lengths[:, 0].mean()),
+                         float(lengths[:, 1].mean()), len(keys), len(keys),
+                         p_bootstrap_below(diffs, -margin), test="paired bootstrap over sequences",
+                         note=f"margin {margin:g} subtasks"))
+        return out
+    common = None
+    return [_pair("suite", name, f"chain_{k}", f"chain_{k}", c, b, max_drop)
+            for k, (c, b) in enumerate(zip(mine.chain.rates(common), theirs.chain.rates(common),
+                                           strict=True), start=1)]
+
+
+def _aggregate_checks(cand: RunSummary, base: RunSummary, by_suite: dict[str, list[Pair]],
+                      max_drop: float) -> list[Check]:
+    """mean_of_suites averages (e.g. LIBERO's) over matched episodes of every member suite."""
+    out = []
+    for rule in load_aggregates():
+        if rule.rule != "mean_of_suites" or not all(by_suite.get(s) for s in rule.suites):
+            continue
+        pairs = [p for s in rule.suites for p in by_suite[s]]
+        observed, samples = paired_bootstrap(pairs, mean_of_suites_difference(rule.suites))
+        cand_value = next((e.value for e in cand.aggregates if (e.key, e.metric) == (rule.key, rule.name)),
+                          None)
+        base_value = None if cand_value is None else cand_value - observed
+        out.append(Check("aggregate", rule.key, rule.name, rule.name, cand_value, base_value, len(pairs),
+                         len(pairs), p_bootstrap_below(samples, -max_drop),
+                         test="paired bootstrap over episodes", note=f"matched episodes: {len(pairs)}"))
+    return out
 
 
 def _against_reported(cand: RunSummary, max_drop: float) -> tuple[list[Check], list[str]]:
@@ -313,8 +434,10 @@ def _against_reported(cand: RunSummary, max_drop: float) -> tuple[list[Check], l
         elif estimate.rate is not None:
             check.p_value = p_worse_than_rate(estimate.rate.successes, estimate.rate.n,
                                               (reported - max_drop) / 100)
+            check.test = "score test vs a fixed rate"
         elif estimate.samples is not None:
             check.p_value = p_bootstrap_below(estimate.samples, reported - max_drop)
+            check.test = "bootstrap vs a fixed value"
         if estimate is not None and estimate.partial:
             check.note = (check.note + "; " if check.note else "") + "partial"
         checks.append(check)
@@ -335,17 +458,23 @@ def render_gate(result: GateResult) -> str:
              f"Rule: regression = one-sided test rejects 'candidate >= baseline - {result.max_drop:g} pp'"
              f" at alpha {result.alpha:g} ({correction} over {tested} comparisons).", ""]
     header = ("status", "suite", "task / metric", "candidate", "baseline", "diff (pp)", "n cand",
-              "n base", "p", "p adj", "note")
+              "n base", "test", "p", "p adj", "note")
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     order = sorted(result.checks, key=lambda c: (not c.regressed, c.suite, c.scope != "suite", c.name))
     for c in order:
         status = "REGRESSED" if c.regressed else ("ok" if c.p_value is not None else "info")
         cells = (status, c.suite, c.name, fmt(c.candidate, c.metric), fmt(c.baseline, c.metric),
                  fmt(c.diff, c.metric), c.n_candidate, "–" if c.n_baseline is None else c.n_baseline,
-                 _p(c.p_value), _p(c.p_adjusted), c.note)
+                 c.test or "–", _p(c.p_value), _p(c.p_adjusted), c.note)
         lines.append("| " + " | ".join(str(x) for x in cells) + " |")
     lines += [""] + [f"note: {n}" for n in result.notes]
-    if result.regressions:
+    seq = result.sequential
+    if seq is not None and seq.decision is not None:
+        verdict = ("FAIL, regressed" if seq.decision == "regressed" else
+                   f"PASS, not worse than the baseline by more than {100 * seq.max_drop:g} pp")
+        lines.append(f"RESULT: {verdict} (sequential paired gate, alpha {seq.alpha:g}, decided after "
+                     f"{seq.decided_at} matched episodes)")
+    elif result.regressions:
         names = "; ".join(f"{c.label} ({fmt(c.diff, c.metric)} pp)" for c in result.regressions)
         lines.append(f"RESULT: FAIL, {len(result.regressions)} regression(s): {names}")
     else:

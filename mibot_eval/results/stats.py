@@ -1,13 +1,16 @@
 """Statistics of recorded episodes: pure functions, no I/O.
 
-Math (stdlib + numpy only):
-  wilson_interval            score interval of a success rate (per task, per suite)
-  newcombe_interval          hybrid score interval of a difference of two rates (Newcombe 1998, #10)
-  p_worse_than_rate          one-sided score test "rate < p0" (inverts the Wilson bound)
+Math, from well-kept libraries (statsmodels, scipy), with the project's conventions around them:
+  wilson_interval            score interval of a success rate (statsmodels proportion_confint "wilson")
+  newcombe_interval          hybrid score interval of a difference of two independent rates
+                             (statsmodels confint_proportions_2indep "newcomb", Newcombe 1998 #10)
+  p_worse_than_rate          one-sided score test "rate < p0" (statsmodels proportions_ztest with the
+                             null variance; 1.0 when the observed rate is not below p0)
   p_worse_than_run           one-sided test "rate1 - rate2 < -margin" (inverts the Newcombe bound)
-  holm                       Holm step-down adjustment of a family of p-values
-  bootstrap_means            seeded, stratified bootstrap of per-stratum means
-  chain_counts / average_length   CALVIN chain success and average length
+  p_worse_paired             exact McNemar (scipy binomtest on the discordant pairs), with a margin
+  holm                       Holm step-down adjustment (statsmodels multipletests "holm")
+  bootstrap_means            seeded, stratified bootstrap of per-stratum means (numpy)
+  chain_counts / average_length   CALVIN chain success and average length (project rules)
 
 Measurement (records -> numbers):
   measure_suite              one suite's tasks, pooled rate, errors, coverage and timings
@@ -35,14 +38,15 @@ Rules the measurement follows:
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest, norm
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportions_ztest
 
 CONFIDENCE = 0.95
 BOOTSTRAP_REPLICATES = 2000
@@ -53,24 +57,26 @@ RULES = ("mean_of_suites", "mean_of_tasks", "mean_of_task_groups", "chain_succes
 
 # -- intervals and tests ---------------------------------------------------------------------------
 def z_two_sided(confidence: float = CONFIDENCE) -> float:
-    return NormalDist().inv_cdf(0.5 + confidence / 2)
+    return float(norm.ppf(0.5 + confidence / 2))
 
 
 def z_one_sided(alpha: float) -> float:
-    return NormalDist().inv_cdf(1 - alpha)
+    return float(norm.ppf(1 - alpha))
+
+
+def _alpha_of(z: float) -> float:
+    """The two-sided level whose normal quantile is z."""
+    return float(2 * norm.sf(z))
 
 
 def wilson_bounds(successes: float, n: int, z: float) -> tuple[float, float]:
-    """Wilson score bounds (as fractions) for `successes` of `n` at normal quantile z."""
+    """Wilson score bounds (as fractions) for `successes` of `n` at normal quantile z; exactly 0 (1)
+    when there is no success (failure)."""
     if n <= 0:
         return 0.0, 1.0
-    p = successes / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0)) / denom
-    low = 0.0 if successes <= 0 else max(0.0, centre - half)
-    high = 1.0 if successes >= n else min(1.0, centre + half)
+    low, high = proportion_confint(successes, n, alpha=_alpha_of(z), method="wilson")
+    low = 0.0 if successes <= 0 else max(0.0, float(low))
+    high = 1.0 if successes >= n else min(1.0, float(high))
     return low, high
 
 
@@ -83,11 +89,9 @@ def newcombe_interval(
     s1: float, n1: int, s2: float, n2: int, z: float
 ) -> tuple[float, float]:
     """Newcombe hybrid score interval for p1 - p2 (fractions) at normal quantile z."""
-    p1, p2 = s1 / n1, s2 / n2
-    l1, u1 = wilson_bounds(s1, n1, z)
-    l2, u2 = wilson_bounds(s2, n2, z)
-    diff = p1 - p2
-    return (diff - math.hypot(p1 - l1, u2 - p2), diff + math.hypot(u1 - p1, p2 - l2))
+    low, high = confint_proportions_2indep(s1, n1, s2, n2, method="newcomb", compare="diff",
+                                           alpha=_alpha_of(z))
+    return float(low), float(high)
 
 
 def p_worse_than_rate(successes: float, n: int, p0: float) -> float:
@@ -97,13 +101,12 @@ def p_worse_than_rate(successes: float, n: int, p0: float) -> float:
     """
     if n <= 0 or p0 <= 0:
         return 1.0
-    p = successes / n
-    if p >= p0:
+    if successes / n >= p0:
         return 1.0
     if p0 >= 1:
         return 0.0
-    z = (p0 - p) / math.sqrt(p0 * (1 - p0) / n)
-    return 1 - NormalDist().cdf(z)
+    _, p_value = proportions_ztest(successes, n, value=p0, alternative="smaller", prop_var=p0)
+    return float(p_value)
 
 
 def p_worse_than_run(s1: float, n1: int, s2: float, n2: int, margin: float = 0.0) -> float:
@@ -114,28 +117,41 @@ def p_worse_than_run(s1: float, n1: int, s2: float, n2: int, margin: float = 0.0
     """
     if n1 <= 0 or n2 <= 0 or s1 / n1 - s2 / n2 >= -margin:
         return 1.0
-    low, high = 0.0, 40.0
+    low, high = 0.0, 30.0  # z = 30: a p-value of 5e-198, still representable (40 underflows to 0)
     if newcombe_interval(s1, n1, s2, n2, high)[1] < -margin:
-        return 1 - NormalDist().cdf(high)
+        return float(norm.sf(high))
     for _ in range(80):  # the upper bound grows with z: bisect for the crossing
         mid = (low + high) / 2
         if newcombe_interval(s1, n1, s2, n2, mid)[1] < -margin:
             low = mid
         else:
             high = mid
-    return 1 - NormalDist().cdf((low + high) / 2)
+    return float(norm.sf((low + high) / 2))
+
+
+def p_worse_paired(base_only: int, cand_only: int, n: int, margin: float = 0.0) -> float:
+    """One-sided paired test of H0: p_cand - p_base >= -margin on n matched episodes, from the
+    discordant pairs: base_only (the baseline succeeded, the candidate failed) and cand_only.
+
+    Exact McNemar: conditional on the d = base_only + cand_only discordant pairs, base_only is
+    Binomial(d, 1/2) at margin 0 (scipy binomtest, alternative "greater"). With a margin, the null
+    share of base-only pairs at the boundary is 1/2 + margin * n / (2 d) (the discordant rate d / n
+    plugged in), which is McNemar's 1/2 at margin 0; a share >= 1 cannot be rejected (p = 1).
+    """
+    discordant = base_only + cand_only
+    if n <= 0 or discordant == 0 or cand_only - base_only >= -margin * n:
+        return 1.0
+    share = 0.5 + margin * n / (2 * discordant)
+    if share >= 1:
+        return 1.0
+    return float(binomtest(base_only, discordant, share, alternative="greater").pvalue)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm step-down adjusted p-values (family-wise error control), in input order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
+    if not p_values:
+        return []
+    return [float(p) for p in multipletests(list(p_values), method="holm")[1]]
 
 
 def bootstrap_means(

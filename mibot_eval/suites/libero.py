@@ -206,7 +206,8 @@ class LiberoAdapter:
         return states
 
     def check_task(self, task_id: int) -> None:
-        """Refuse, with one line, a task whose BDDL file, init states or custom assets are missing."""
+        """Refuse, with one line, a task whose init states, BDDL file or custom assets are missing."""
+        self.init_states(task_id)
         bddl, where = self.bddl_file(task_id), f"{self.protocol.name} task {task_id}"
         if not os.path.isfile(bddl):
             raise UserError(f"{where}: the installed LIBERO package has no BDDL file "
@@ -214,11 +215,13 @@ class LiberoAdapter:
         missing = missing_assets(bddl)
         if missing:
             raise UserError(f"{where}: the installed LIBERO package lacks asset(s) {', '.join(missing)}")
-        self.init_states(task_id)
 
     def episodes(
         self, tasks: Sequence[int] | None = None, episodes_per_task: int | None = None
     ) -> list[EpisodeSpec]:
+        if episodes_per_task is not None and episodes_per_task > self.protocol.episodes_per_task:
+            raise UserError(f"{self.protocol.name} runs at most {self.protocol.episodes_per_task} trials per "
+                            f"task (one per init state), got {episodes_per_task}")
         task_ids, n = select_episodes(self.protocol, tasks, episodes_per_task)
         specs = []
         for task_id in task_ids:

@@ -1,0 +1,127 @@
+"""Matched episodes of two runs: same suite, task, trial and protocol hash, so the same scene, first
+observation and noise seeds (the release's protocol makes every episode reproducible). Paired, a
+candidate that fails trials the baseline passed is evidence the independent-sample tests cannot see.
+
+  pair_units        matched independent trials (WidowX deterministic repeats collapse to one unit)
+  PairCounts        the 2x2 table of a set of pairs; `p_worse` = exact McNemar (stats.p_worse_paired)
+  paired_bootstrap  replicates of (candidate - baseline) for an average, resampling pairs jointly
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mibot_eval.results.stats import BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED, p_worse_paired
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One matched independent trial: its suite, task, unit key and both outcomes (1.0 = success)."""
+
+    suite: str
+    task: str
+    key: str
+    candidate: float
+    baseline: float
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    both: int
+    neither: int
+    base_only: int  # the baseline succeeded, the candidate failed
+    cand_only: int
+
+    @property
+    def n(self) -> int:
+        return self.both + self.neither + self.base_only + self.cand_only
+
+    def p_worse(self, margin: float = 0.0) -> float:
+        """One-sided exact McNemar p-value of 'candidate worse by more than margin' (fraction)."""
+        return p_worse_paired(self.base_only, self.cand_only, self.n, margin)
+
+    @property
+    def note(self) -> str:
+        return f"discordant: {self.base_only} baseline-only, {self.cand_only} candidate-only of {self.n}"
+
+    @classmethod
+    def of(cls, pairs: Iterable[Pair]) -> PairCounts:
+        both = neither = base_only = cand_only = 0
+        for p in pairs:
+            c, b = p.candidate >= 0.5, p.baseline >= 0.5
+            both += c and b
+            neither += not c and not b
+            base_only += b and not c
+            cand_only += c and not b
+        return cls(both, neither, base_only, cand_only)
+
+
+def _ok_success(record: Mapping[str, Any]) -> float:
+    return float(record.get("status", "ok") == "ok" and record.get("success") is True)
+
+
+def _units(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str, float]]:
+    """unit key -> (suite, task, mean success of its copies); an error record is a failure."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    where: dict[str, tuple[str, str]] = {}
+    for record in records:
+        unit = str((record.get("metrics") or {}).get("repeat_of") or record.get("key"))
+        groups[unit].append(_ok_success(record))
+        where.setdefault(unit, (str(record.get("suite")), str(record.get("task_id"))))
+    return {u: (*where[u], sum(v) / len(v)) for u, v in groups.items()}
+
+
+def unit_outcomes(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """unit key -> success (mean over deterministic copies; an error is a failure)."""
+    return {unit: value for unit, (_, _, value) in _units(records).items()}
+
+
+def pair_units(candidate: Iterable[Mapping[str, Any]], baseline: Iterable[Mapping[str, Any]],
+               protocol_hashes: Mapping[str, tuple[Any, Any]]) -> list[Pair]:
+    """Pairs of the independent trials both runs recorded, for suites whose protocol hashes match
+    (`protocol_hashes`: suite -> (candidate hash, baseline hash)); in the candidate's order."""
+    same = {s for s, (a, b) in protocol_hashes.items() if a is not None and a == b}
+    mine = _units(r for r in candidate if r.get("suite") in same)
+    theirs = _units(r for r in baseline if r.get("suite") in same)
+    return [Pair(suite, task, unit, value, theirs[unit][2])
+            for unit, (suite, task, value) in mine.items() if unit in theirs]
+
+
+def paired_bootstrap(pairs: Sequence[Pair], statistic: Callable[[np.ndarray, Sequence[Pair]], np.ndarray],
+                     replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED
+                     ) -> tuple[float, np.ndarray]:
+    """(observed difference, bootstrap replicates) of statistic(candidate - baseline per pair);
+    pairs are resampled jointly within each stratum (suite), numpy PCG64 with a fixed seed.
+
+    statistic(weights, pairs) -> (replicates,) values, where weights[r, i] counts how often pair i is
+    drawn in replicate r (the observed value uses weights of ones)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    strata: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        strata[p.suite].append(i)
+    weights = np.zeros((replicates, len(pairs)))
+    for members in strata.values():
+        idx = np.asarray(members)
+        draws = rng.integers(0, len(idx), size=(replicates, len(idx)))
+        np.add.at(weights, (np.arange(replicates)[:, None], idx[draws]), 1.0)
+    observed = float(statistic(np.ones((1, len(pairs))), pairs)[0])
+    return observed, statistic(weights, pairs)
+
+
+def mean_of_suites_difference(suites: Sequence[str]) -> Callable[[np.ndarray, Sequence[Pair]], np.ndarray]:
+    """The difference of a mean-of-suites average (LIBERO) from weighted pair differences, percent."""
+    def statistic(weights: np.ndarray, pairs: Sequence[Pair]) -> np.ndarray:
+        diff = np.array([p.candidate - p.baseline for p in pairs])
+        per_suite = []
+        for suite in suites:
+            mask = np.array([p.suite == suite for p in pairs])
+            w = weights[:, mask]
+            per_suite.append((w * diff[mask]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12))
+        return 100 * np.mean(per_suite, axis=0)
+
+    return statistic

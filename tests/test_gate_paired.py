@@ -1,0 +1,165 @@
+"""The paired regression gate and the sequential gate: known answers, calibration, early stopping."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mibot_eval.cli import main
+from mibot_eval.planning import RunRequest
+from mibot_eval.results.gate import check_regression
+from mibot_eval.results.sequential import SequentialGate, replay, simulate
+from mibot_eval.results.stats import (
+    holm,
+    newcombe_interval,
+    p_worse_paired,
+    p_worse_than_run,
+    wilson_interval,
+    z_two_sided,
+)
+from mibot_eval.runner import execute
+from tests.data.fixtures import official, task_records, write_run
+from tests.parallel_fakes import write_suite
+
+
+# -- statistics from the libraries pinned to today's figures ---------------------------------------
+def _wilson_closed_form(s: int, n: int, z: float) -> tuple[float, float]:
+    p = s / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (0.0 if s == 0 else centre - half), (1.0 if s == n else centre + half)
+
+
+def test_library_intervals_equal_the_closed_forms_they_replace() -> None:
+    z = z_two_sided()
+    assert z == pytest.approx(1.959963984540054, abs=1e-15)
+    for n in (1, 7, 24, 50, 500):
+        for s in range(n + 1):
+            assert wilson_interval(s, n) == pytest.approx(_wilson_closed_form(s, n, z), abs=1e-12)
+    for s1, n1, s2, n2 in ((30, 50, 50, 50), (7, 10, 3, 10), (482, 500, 490, 500)):
+        (l1, u1), (l2, u2) = _wilson_closed_form(s1, n1, z), _wilson_closed_form(s2, n2, z)
+        d = s1 / n1 - s2 / n2
+        expected = (d - math.hypot(s1 / n1 - l1, u2 - s2 / n2), d + math.hypot(u1 - s1 / n1, s2 / n2 - l2))
+        assert newcombe_interval(s1, n1, s2, n2, z) == pytest.approx(expected, abs=1e-12)
+    assert wilson_interval(7, 10) == pytest.approx((0.3968, 0.8922), abs=5e-5)  # today's figure
+    assert holm([0.01, 0.04, 0.03, 0.2, 0.5]) == pytest.approx([0.05, 0.12, 0.12, 0.4, 0.5])
+
+
+def test_exact_mcnemar_by_hand() -> None:
+    # 6 pairs the baseline passed and the candidate failed, none the other way: P = (1/2)^6
+    assert p_worse_paired(6, 0, 50) == pytest.approx(1 / 64)
+    # 3 against 1: P(X >= 3 | X ~ Bin(4, 1/2)) = (4 + 1) / 16
+    assert p_worse_paired(3, 1, 50) == pytest.approx(5 / 16)
+    assert p_worse_paired(0, 4, 50) == 1.0  # the candidate is better
+    # a 5 pp margin on 100 pairs with 10 discordant: null share 1/2 + 0.05 * 100 / 20 = 0.75
+    assert p_worse_paired(10, 0, 100, margin=0.05) == pytest.approx(0.75**10)
+    assert p_worse_paired(9, 1, 100, margin=0.1) == 1.0  # share >= 1: cannot reject
+
+
+def _run(results, name, suite_outcomes: dict[int, list[bool]]):
+    """libero_spatial, task -> trial outcomes, as a recorded run with the official protocol."""
+    records = []
+    for task, outcomes in suite_outcomes.items():
+        for trial, ok in enumerate(outcomes):
+            rec = task_records("libero_spatial", task, int(ok), 1, first_trial=trial)[0]
+            records.append(rec)
+    suites = {"libero_spatial": official("libero_spatial")}
+    return write_run(results, name, "Xiaomi-Robotics-0-LIBERO", suites, records,
+                     selection={"tasks": None, "episodes_per_task": 50}, expected={"libero_spatial": 500})
+
+
+def test_the_paired_gate_fails_where_the_unpaired_one_would_pass(tmp_path, capsys) -> None:
+    """Baseline 490/500; the candidate fails 8 trials the baseline passed (one in each of 8 tasks)
+    and passes none it failed: 482/500. Unpaired (Newcombe) the suite's p = 0.065 > 0.05; paired
+    (exact McNemar on 8 vs 0 discordant pairs) p = 2^-8 = 0.0039, Holm over 11 tests: 0.043."""
+    base = {t: [True] * 49 + [False] for t in range(10)}  # every task: trial 49 fails
+    cand = {t: list(v) for t, v in base.items()}
+    for t in range(8):
+        cand[t][0] = False
+    base_dir, cand_dir = _run(tmp_path, "base", base), _run(tmp_path, "cand", cand)
+    assert p_worse_than_run(482, 500, 490, 500) == pytest.approx(0.0646, abs=1e-4)  # unpaired: pass
+    result = check_regression(cand_dir, base_dir)
+    suite = next(c for c in result.checks if c.scope == "suite")
+    assert suite.test == "paired: exact McNemar" and suite.p_value == pytest.approx(2**-8)
+    assert suite.p_adjusted == pytest.approx(11 * 2**-8) and suite.regressed
+    assert "discordant: 8 baseline-only, 0 candidate-only of 500" in suite.note
+    assert result.exit_code == 1
+    code = main(["check", "--candidate", str(cand_dir), "--baseline", str(base_dir)])
+    out = capsys.readouterr().out
+    assert code == 1 and "| paired: exact McNemar |" in out
+    # the same runs compared as independent samples would pass
+    unpaired = p_worse_than_run(482, 500, 490, 500)
+    assert holm([unpaired] + [p_worse_than_run(49, 50, 49, 50)] * 2 + [1.0] * 8)[0] > 0.05
+
+
+# -- the sequential gate ------------------------------------------------------------------------------
+def test_the_sequential_gate_is_calibrated_and_powerful() -> None:
+    """2000 simulated LIBERO-sized gates (2000 episodes, baseline 95%, 1% noise flips each way)."""
+    for drop, max_drop in ((0.0, 0.0), (0.05, 0.05)):  # no drop; a drop exactly at the margin
+        decisions, _ = simulate(2000, 2000, 0.95, drop, 0.01, alpha=0.05, max_drop=max_drop, seed=7)
+        assert (decisions == 1).mean() <= 0.05, (drop, max_drop)  # false alarms <= alpha
+    decisions, used = simulate(2000, 2000, 0.95, 0.10, 0.01, alpha=0.05, max_drop=0.05, seed=8)
+    assert (decisions == 1).mean() >= 0.99 and used.mean() < 600  # a 10 pp drop: caught early
+    decisions, used = simulate(2000, 2000, 0.95, 0.0, 0.01, alpha=0.05, max_drop=0.05, seed=9)
+    assert (decisions == -1).mean() >= 0.99 and used.mean() < 300  # no drop: passed early
+
+
+def test_the_vectorised_simulation_is_the_gate_itself() -> None:
+    rng = np.random.default_rng(0)
+    stream = [(float(c), float(b)) for c, b in zip(rng.random(400) < 0.8, rng.random(400) < 0.95,
+                                                   strict=True)]
+    gate = replay(stream, 0.05, 0.02)
+    single = SequentialGate(0.05, 0.02)
+    for c, b in stream:
+        if single.update(c, b):
+            break
+    assert (gate.decision, gate.decided_at, gate.wealth_regressed) == (
+        single.decision, single.decided_at, single.wealth_regressed)
+
+
+class SignPolicy:
+    """Pushes every action's first dimension one way: the fake suite succeeds only when it is +."""
+
+    def __init__(self, sign: float) -> None:
+        self.sign = sign
+
+    def infer(self, requests):
+        return [np.full((5, 32), 0.5 * self.sign, dtype=np.float32) for _ in requests]
+
+
+def _gate_request(tmp_path, suite, run, **kw):
+    (tmp_path / "ckpt").mkdir(exist_ok=True)
+    (tmp_path / "ckpt" / "config.json").write_text('{"model_type": "mibot"}')
+    return RunRequest(checkpoint=str(tmp_path / "ckpt"), suites=[str(suite)], video="none",
+                      results_dir=tmp_path / "results", run_name=run, progress=False, **kw)
+
+
+def test_a_sequential_run_stops_early_check_agrees_and_resume_completes(tmp_path, fakesim) -> None:
+    suite = write_suite(tmp_path, tasks=4, episodes=40, max_steps=3, success_at=1, success_sign=1.0)
+    baseline = execute(_gate_request(tmp_path, suite, "base"), policy=SignPolicy(+1))
+    # a regressed candidate: it fails every even trial the baseline passed
+    worse = execute(_gate_request(tmp_path, suite, "worse", gate_against=str(baseline), gate_max_drop=5.0),
+                    policy=SignPolicy(-1))
+    manifest = json.loads((worse / "manifest.json").read_text())
+    gate = manifest["gate"]
+    assert gate["decision"] == "regressed" and gate["stopped_early"] and gate["order"] == "round_robin"
+    assert gate["recorded_episodes"] < 40 and gate["episodes_saved"] == 160 - gate["recorded_episodes"]
+    assert gate["reason"].startswith("regressed: wealth")
+    tasks = [json.loads(line)["task_id"] for line in (worse / "episodes.jsonl").read_text().splitlines()]
+    assert tasks[:8] == [0, 1, 2, 3, 0, 1, 2, 3]  # round-robin: every task early
+    result = check_regression(worse, baseline)
+    assert result.sequential is not None and result.sequential.decision == "regressed"
+    assert result.sequential.decided_at == gate["decided_at"] and result.exit_code == 1
+    # a candidate as good as the baseline is passed early with a 5 pp margin
+    same = execute(_gate_request(tmp_path, suite, "same", gate_against=str(baseline), gate_max_drop=5.0),
+                   policy=SignPolicy(+1))
+    same_gate = json.loads((same / "manifest.json").read_text())["gate"]
+    assert same_gate["decision"] == "not_worse" and same_gate["recorded_episodes"] < 160
+    assert check_regression(same, baseline).exit_code == 0
+    # the stopped run continues to the full protocol when rerun without the gate
+    execute(_gate_request(tmp_path, suite, "worse"), policy=SignPolicy(-1))
+    keys = [json.loads(line)["key"] for line in (worse / "episodes.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 160
