@@ -155,26 +155,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_tiny(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tiny-checkpoint", help="write the tiny random-weight offline checkpoint",
-                       description="Write a few-MB random-weight checkpoint with the released "
-                       "checkpoints' remote-code interface (for offline tests and smoke runs).")
-    p.add_argument("directory", type=Path, nargs="?", default=None,
-                   help="where to write it (default: the cache used by CHECKPOINT=tiny)")
-    p.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
-    p.set_defaults(handler=_cmd_tiny)
-
-
-def _cmd_tiny(args: argparse.Namespace) -> int:
-    from mibot_eval.tiny import ensure_tiny_checkpoint, write_tiny_checkpoint
-
-    path = write_tiny_checkpoint(args.directory, seed=args.seed) if args.directory else (
-        ensure_tiny_checkpoint()
-    )
-    print(path)
-    return 0
-
-
 def _add_list(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list suites (LIBERO-PRO variants included) and checkpoints",
                        description="Suites with their protocol numbers (a LIBERO-PRO variant also names "
@@ -227,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
     _add_list(sub)
-    _add_tiny(sub)
+    from mibot_eval.tiny import commands as tiny_commands
+
+    tiny_commands.register(sub)
     from mibot_eval.latency import register as register_latency_sweep
 
     register_latency_sweep(sub)
