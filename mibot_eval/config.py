@@ -63,6 +63,13 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+def _choice(data: dict[str, Any], key: str, allowed: tuple[str, ...], path: Path) -> str:
+    value = _require(data, key, str, path)
+    if value not in allowed:
+        raise UserError(f"{path}: field '{key}' must be one of {allowed}, got {value!r}")
+    return value
+
+
 def _vector(data: dict[str, Any], key: str, length: int, path: Path) -> tuple[float, ...]:
     value = _require(data, key, list, path)
     if len(value) != length or not all(
@@ -144,6 +151,7 @@ class SuiteProtocol:
     replan_steps: int
     action_dim: int
     hold_action: tuple[float, ...]
+    hold_gripper: str  # "last" | "hold_action" (execution.ChunkScheduler)
     control_hz: float
     execution: str
     request_seed: SeedRule
@@ -214,6 +222,7 @@ def _protocol(data: dict[str, Any], path: Path, source: str) -> SuiteProtocol:
         "replan_steps": _require(data, "replan_steps", int, path),
         "action_dim": action_dim,
         "hold_action": _vector(data, "hold_action", action_dim, path),
+        "hold_gripper": _choice(data, "hold_gripper", ("last", "hold_action"), path),
         "control_hz": float(_require(data, "control_hz", (int, float), path)),
         "execution": execution,
         "request_seed": _seed_rule(data, path),

@@ -97,6 +97,7 @@ def run_episode(
             break
     timings["total_s"] = time.perf_counter() - start
     metrics = scheduler.stats.as_metrics()
+    metrics["motion"] = scheduler.motion_metrics(steps if success else None)
     metrics["instructions_sent"] = instructions
     if seed_rule is not None:
         metrics["request_seeds"] = seeds

@@ -52,8 +52,12 @@ its index i is the action meant for step t + i (the model saw the observation of
   its window is empty, so the next request fires at the same step and the robot holds throughout.
   If the previous window still had actions (only possible with a measured delay smaller than d_hat)
   they are superseded, never executed.
-* Hold.  When the window has run out and the next chunk has not arrived, the robot executes the
-  suite's `hold_action`; each such step is an idle step. The robot idles max(0, d - r) steps per
+* Hold.  When the window has run out and the next chunk has not arrived, the robot holds: zero
+  motion (the suite's `hold_action`) and, with `hold_gripper: last` (absolute grippers: LIBERO,
+  CALVIN, WidowX), the last executed gripper command, as a real controller that receives no new
+  command keeps its last one; `hold_gripper: hold_action` keeps the hold action's own gripper value
+  (a relative gripper, Google Robot: 0 = no change). Each such step is an idle step. The same holds
+  fill a prefix beyond the committed window. The robot idles max(0, d - r) steps per
   request (r at request time). With a fixed delay d: r = min(d, window length), so it idles exactly
   when a window is shorter than d, i.e. d > e - d (d > k / 2 when T >= k; Δtinf > Δtc).
 * Reset.  `reset()` (new episode, or StepResult.reset_policy for a CALVIN subtask) drops the current
@@ -79,6 +83,7 @@ from typing import Any
 import numpy as np
 
 from mibot_eval.errors import UserError
+from mibot_eval.motion import ChunkRecord, Executed, motion_metrics
 
 MODES = ("sync", "async")
 DELAY_SOURCES = ("fixed", "measured")
@@ -252,7 +257,10 @@ class _InFlight:
     chunk: np.ndarray
     request_step: int
     delay: int
-    index: int  # position in the stats' per-request lists
+    index: int  # position in the stats' per-request lists (= the chunk's number in the trace)
+
+
+HOLD_GRIPPERS = ("last", "hold_action")
 
 
 class ChunkScheduler:
@@ -267,10 +275,18 @@ class ChunkScheduler:
     reset() on a new episode or a new sub-goal.
     """
 
-    def __init__(self, config: ExecutionConfig, hold_action: np.ndarray) -> None:
+    def __init__(self, config: ExecutionConfig, hold_action: np.ndarray,
+                 hold_gripper: str = "hold_action") -> None:
+        if hold_gripper not in HOLD_GRIPPERS:
+            raise UserError(f"hold_gripper must be one of {HOLD_GRIPPERS}, got {hold_gripper!r}")
         self.config = config
         self.hold_action = np.asarray(hold_action, dtype=np.float64)
+        self.hold_gripper = hold_gripper
         self.stats = SchedulerStats(control_hz=config.control_hz)
+        self.trace: list[Executed] = []  # every executed step (motion metrics)
+        self.chunks: list[ChunkRecord] = []  # every submitted chunk, by request number
+        self._last_gripper: float | None = None
+        self._active = -1  # request number of the chunk being executed
         self._step = 0
         if config.is_async and config.delay == "fixed":
             self._d_hat = int(config.delay_steps or 0)
@@ -321,6 +337,7 @@ class ChunkScheduler:
         end = self._window_end(f.chunk)
         stats.dropped_actions += min(f.delay, end)
         self._chunk, self._pos, self._end = f.chunk, f.delay, end
+        self._active = f.index
 
     # -- loop contract --------------------------------------------------------------------------
     def reset(self) -> None:
@@ -348,8 +365,16 @@ class ChunkScheduler:
             return None
         n = min(self._d_hat, self._horizon)
         actions = [] if self._chunk is None else list(self._chunk[self._pos: self._end][:n])
-        actions += [self.hold_action] * (n - len(actions))
+        gripper = float(actions[-1][-1]) if actions else self._last_gripper
+        actions += [self._hold(gripper)] * (n - len(actions))
         return np.stack(actions).astype(np.float64)
+
+    def _hold(self, last_gripper: float | None) -> np.ndarray:
+        """Zero motion; the gripper per hold_gripper (see the module docstring)."""
+        hold = self.hold_action.copy()
+        if self.hold_gripper == "last" and last_gripper is not None:
+            hold[-1] = last_gripper
+        return hold
 
     def submit(self, chunk: np.ndarray, latency_s: float) -> None:
         """Hand over the chunk inferred for the request that fires at the current step."""
@@ -378,6 +403,7 @@ class ChunkScheduler:
         stats.prefix_lengths.append(0 if prefix is None else len(prefix))
         stats.outcomes.append("first" if self._fresh else "pending")
         self._in_flight = _InFlight(chunk, self._step, delay, len(stats.outcomes) - 1)
+        self.chunks.append(ChunkRecord(self._step, chunk))
         self._horizon = len(chunk)
         self._fresh = False
         self._advance()
@@ -385,14 +411,23 @@ class ChunkScheduler:
     def next_action(self) -> tuple[np.ndarray, bool]:
         """The action executed at the current step, and whether it is a hold (idle) step."""
         self._advance()
+        step = self._step
         self._step += 1
         if self._chunk is not None and self._pos < self._end:
             action = self._chunk[self._pos].copy()
+            self.trace.append(Executed(step, action, self._active, self._pos))
             self._pos += 1
             self.stats.executed += 1
+            self._last_gripper = float(action[-1])
             return action, False
         self.stats.idle_steps += 1
-        return self.hold_action.copy(), True
+        hold = self._hold(self._last_gripper)
+        self.trace.append(Executed(step, hold, None, None))
+        return hold, True
+
+    def motion_metrics(self, success_step: int | None) -> dict[str, Any]:
+        """metrics.motion of the episode so far (see mibot_eval.motion)."""
+        return motion_metrics(self.trace, self.chunks, success_step, self.config.control_hz)
 
     def observation_needed(self) -> bool:
         """Will a request fire at the next step (so this step's observation must be rendered)?

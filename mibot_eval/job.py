@@ -69,7 +69,7 @@ def run_job(
     """
     reasons: list[str] = []
     while True:
-        scheduler = ChunkScheduler(execution, protocol.hold_action)
+        scheduler = ChunkScheduler(execution, protocol.hold_action, protocol.hold_gripper)
         tracer = TracePolicy(policy)
         try:
             result = run_episode(adapter, tracer, spec, scheduler, robot_type, protocol.max_steps,

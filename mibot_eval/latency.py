@@ -5,7 +5,9 @@ Each delay d in 0..D control steps is an ordinary async run with a fixed delay (
 execution="async" and execution_options={"delay_steps": d, ...}): it has its own run folder, resumes
 like any run, and shows up in `mibot-eval report`. The policy is loaded once for all delays. Per suite
 the sweep writes <results>/latency-sweep__<checkpoint>__<suite>/latency_sweep.csv (one row per delay)
-and latency_sweep.png (success rate with 95% Wilson intervals versus delay, steps and ms).
+and latency_sweep.png: success rate with 95% Wilson intervals, the seam jump (mean |a_t - a_{t-1}| at
+chunk switches) and the time to success with 95% bootstrap bands over episodes, versus delay (steps
+and ms). The motion metrics are documented in mibot_eval/motion.py.
 d = 0 executes exactly the sync protocol's actions (see mibot_eval.execution).
 """
 
@@ -27,8 +29,12 @@ PNG_NAME = "latency_sweep.png"
 CSV_FIELDS = (
     "suite", "delay_steps", "delay_ms", "episodes", "successes", "success_rate", "ci95_low",
     "ci95_high", "errors", "idle_steps_per_episode", "idle_switch_fraction",
-    "dropped_actions_per_episode", "latency_p50_ms", "latency_p95_ms", "prefix", "run",
+    "dropped_actions_per_episode", "latency_p50_ms", "latency_p95_ms",
+    "seam_jump_l2", "seam_jump_ci95_low", "seam_jump_ci95_high",
+    "seam_vs_old_chunk_l2", "seam_vs_old_chunk_ci95_low", "seam_vs_old_chunk_ci95_high",
+    "time_to_success_s", "time_to_success_ci95_low", "time_to_success_ci95_high", "prefix", "run",
 )
+MOTION_BANDS = ("seam_jump_l2", "seam_vs_old_chunk_l2", "time_to_success_s")
 
 
 @dataclass
@@ -71,7 +77,7 @@ def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
 
     mine = [r for r in records if r.get("suite") == suite]
     ok = [r for r in mine if r.get("status", "ok") == "ok"]
-    n, wins = len(ok), sum(1 for r in ok if r.get("success"))
+    n, wins = len(mine), sum(1 for r in ok if r.get("success") is True)  # an error is a failure
     low, high = wilson_interval(wins, n)
     summary = latency_summary(ok)
     latency = summary.get("latency_ms") or {}
@@ -84,7 +90,10 @@ def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
         dist = summary.get(key)
         return None if not dist else dist["mean"]
 
+    bands = {name: motion_band(ok, name) for name in MOTION_BANDS}
     return {
+        **{f"{name}{part}": value for name, band in bands.items()
+           for part, value in zip(("", "_ci95_low", "_ci95_high"), band, strict=True)},
         "suite": suite,
         "delay_steps": delay,
         "delay_ms": round(1000.0 * delay / control_hz, 1) if control_hz else None,
@@ -104,6 +113,18 @@ def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
     }
 
 
+def motion_band(records: list[dict[str, Any]], name: str) -> tuple[float | None, ...]:
+    """(mean, 95% bootstrap low, high) of metrics.motion[name] over the episodes that have it."""
+    from mibot_eval.results.stats import bootstrap_means, percentile_interval
+
+    values = [float(v) for r in records
+              if (v := ((r.get("metrics") or {}).get("motion") or {}).get(name)) is not None]
+    if not values:
+        return None, None, None
+    low, high = percentile_interval(bootstrap_means([values])[:, 0])
+    return round(sum(values) / len(values), 6), round(low, 6), round(high, 6)
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
@@ -116,14 +137,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot(path: Path, rows: list[dict[str, Any]], title: str, control_hz: float | None) -> None:
-    """Success rate (with 95% Wilson intervals) versus delay steps; a top axis in ms."""
+    """Success rate (95% Wilson intervals), seam discontinuity and time to success (95% bootstrap
+    bands over episodes) versus delay steps, in one figure; a top axis in ms."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r["episodes"]]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig, axes = plt.subplots(3, 1, figsize=(6.4, 7.8), dpi=120, sharex=True)
+    ax, seam_ax, time_ax = axes
     if rows:
         xs = [r["delay_steps"] for r in rows]
         ys = [100 * r["success_rate"] for r in rows]
@@ -133,15 +156,20 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str, control_hz: float |
         idle = [r["idle_steps_per_episode"] or 0.0 for r in rows]
         ax2 = ax.twinx()
         ax2.plot(xs, idle, color="tab:gray", linestyle="--", marker=".", label="idle steps / episode")
-        ax2.set_ylabel("idle steps per episode (dashed)", color="tab:gray")
+        ax2.set_ylabel("idle steps / episode (dashed)", color="tab:gray")
         ax2.set_ylim(0, max(1.0, max(idle)) * 1.1)
         ax.set_xticks(xs)
-        title += f"\n(n = {rows[0]['episodes']} episodes per delay; bars: 95% Wilson interval)"
+        _band(seam_ax, rows, "seam_jump_l2", "tab:red")
+        _band(time_ax, rows, "time_to_success_s", "tab:green")
+        title += f"\n(n = {rows[0]['episodes']} episodes per delay; bars: Wilson, bands: bootstrap 95%)"
     fig.suptitle(title, fontsize=9)
-    ax.set_xlabel("inference delay d (control steps)")
+    time_ax.set_xlabel("inference delay d (control steps)")
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(-5, 105)
-    ax.grid(True, alpha=0.3)
+    seam_ax.set_ylabel("seam jump |a_t - a_{t-1}|\n(action units)")
+    time_ax.set_ylabel("time to success (s)\n(successful episodes)")
+    for axis in axes:
+        axis.grid(True, alpha=0.3)
     if control_hz:
         top = ax.secondary_xaxis(
             "top", functions=(lambda s: s * 1000.0 / control_hz, lambda ms: ms * control_hz / 1000.0)
@@ -151,6 +179,17 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str, control_hz: float |
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def _band(axis: Any, rows: list[dict[str, Any]], name: str, color: str) -> None:
+    points = [(r["delay_steps"], r[name], r[f"{name}_ci95_low"], r[f"{name}_ci95_high"]) for r in rows
+              if r.get(name) is not None]
+    if not points:
+        axis.text(0.5, 0.5, "no data", transform=axis.transAxes, ha="center", color="gray")
+        return
+    xs, ys, lows, highs = zip(*points, strict=True)
+    axis.plot(xs, ys, marker="o", color=color)
+    axis.fill_between(xs, lows, highs, color=color, alpha=0.2)
 
 
 def run_sweep(request: SweepRequest, policy: Any = None) -> dict[str, Path]:

@@ -167,16 +167,27 @@ def test_video_recording_renders_every_step(tmp_path) -> None:
     assert not np.array_equal(frames[0], frames[8])
 
 
-def test_widowx_hold_action_keeps_the_last_gripper_command(tmp_path) -> None:
+def test_widowx_idle_steps_keep_the_last_gripper_command(tmp_path) -> None:
+    """hold_gripper: last — an idle (hold) step repeats the last executed gripper command."""
     adapter, backend = make_adapter(tmp_path, suite="simpler_widowx")
     adapter.reset(spec_of(adapter, 0))
     raw = backend.envs[-1].unwrapped
-    hold = np.asarray(adapter.protocol.hold_action)
-    adapter.step(hold, observe=False)  # nothing executed yet: the gripper stays open
-    assert raw.eef[7] == 1.0
-    adapter.step(np.array([0, 0, 0, 0, 0, 0, -1.0]), observe=False)
-    adapter.step(hold, observe=False)
-    assert raw.eef[7] == 0.0  # still closed: the hold repeated -1
+    assert adapter.protocol.hold_gripper == "last"
+    sched = ChunkScheduler(ExecutionConfig("async", 4, delay="fixed", delay_steps=4),
+                           adapter.protocol.hold_action, adapter.protocol.hold_gripper)
+    assert sched.query_due()
+    closing = np.zeros((4, 7))
+    closing[:, 6] = -1.0  # close
+    sched.submit(closing, 0.0)
+    for _ in range(4):
+        adapter.step(sched.next_action()[0], observe=False)
+    assert sched.query_due()
+    sched.submit(closing, 0.0)  # arrives 4 steps later: the robot idles 4 steps meanwhile
+    for _ in range(4):
+        action, idle = sched.next_action()
+        assert idle and action[6] == -1.0 and not action[:6].any()
+        adapter.step(action, observe=False)
+    assert raw.eef[7] == 0.0  # still closed through the idle steps
 
 
 def test_repeat_marking_in_episode_metrics(tmp_path) -> None:

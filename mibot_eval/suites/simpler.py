@@ -54,7 +54,6 @@ from mibot_eval.suites.simpler_episodes import DATASETS, SimplerEpisode, task_ep
 from mibot_eval.types import EpisodeSpec, Observation, StepResult
 
 SUCCESS_RULES = ("first_done", "final_step")
-HOLD_GRIPPER_MODES = ("as_is", "last")
 UNOBSERVED_OBS_MODE = "state_dict"  # ManiSkill2 BaseEnv.get_obs: agent + extra, no camera render
 
 
@@ -117,10 +116,6 @@ class SimplerAdapter:
         self.state_rule = self._choice(need("state"), STATE_RULES, "state")
         self.gripper_rule = self._choice(need("gripper"), GRIPPER_RULES, "gripper")
         self.success_rule = self._choice(need("success_rule"), SUCCESS_RULES, "success_rule")
-        self.hold_gripper = self._choice(
-            params.get("hold_gripper", "as_is"), HOLD_GRIPPER_MODES, "hold_gripper"
-        )
-        self.initial_gripper = float(params.get("initial_gripper", 1.0))
         self.instruction_format = params.get("instruction_format")
 
     def _choice(self, value: Any, allowed: Sequence[str], key: str) -> str:
@@ -196,7 +191,6 @@ class SimplerAdapter:
         self._last_done = False
         self._instruction = ""
         self._instructions: list[list[Any]] = []
-        self._last_gripper = self.initial_gripper
 
     def close(self) -> None:
         if self._env is not None:
@@ -244,12 +238,7 @@ class SimplerAdapter:
     def step(self, action: np.ndarray, observe: bool) -> StepResult:
         if self._env is None:
             raise RuntimeError("step() before reset()")
-        action = np.array(action, dtype=np.float64)
-        if self.hold_gripper == "last" and action[6] == 0.0:
-            # the WidowX gripper is absolute (+1 open / -1 close) and the official conversion never
-            # emits 0: a 0 comes from the suite's hold_action and means "keep the last command"
-            action[6] = self._last_gripper
-        self._last_gripper = float(action[6])
+        action = np.array(action, dtype=np.float64)  # holds keep the last gripper (the scheduler)
         # the episode's last step ends it whatever happens: nobody reads that observation
         observe = self.record_video or (observe and self._steps + 1 < self._limit)
         if self.render_mode == "eager":
