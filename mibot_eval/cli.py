@@ -96,6 +96,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--policy", dest="policy_url", default=None, metavar="ws://HOST:PORT",
                    help="use a policy server (`mibot-eval serve`) instead of loading the model; "
                    "comma-separate several servers to spread --workers over them")
+    g.add_argument("--replicas", type=int, default=None, metavar="R",
+                   help="R policy processes on this machine's device, each holding the model: R forwards "
+                   "at batch 1 run at once (the released checkpoints take one seed per forward); "
+                   "implies --workers R unless given")
     g.add_argument("--token-file", type=Path, default=None, metavar="FILE",
                    help="the policy server's shared token (the file given to `serve --token-file`)")
     g.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -139,7 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers, batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
         policy_url=args.policy_url, backend=args.backend, ray_address=args.ray_address,
         ray_policy_replicas=args.ray_policy_replicas, shard=args.shard,
-        episode_timeout=args.episode_timeout, token_file=args.token_file,
+        episode_timeout=args.episode_timeout, token_file=args.token_file, replicas=args.replicas,
         gate_against=args.gate_against, gate_alpha=args.alpha, gate_max_drop=args.max_drop,
     )
     run_dir = summary.run_dir

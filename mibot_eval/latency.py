@@ -30,9 +30,9 @@ CSV_FIELDS = (
     "suite", "delay_steps", "delay_ms", "episodes", "successes", "success_rate", "ci95_low",
     "ci95_high", "errors", "idle_steps_per_episode", "idle_switch_fraction",
     "dropped_actions_per_episode", "latency_p50_ms", "latency_p95_ms",
-    "seam_jump_l2", "seam_jump_ci95_low", "seam_jump_ci95_high",
-    "seam_vs_old_chunk_l2", "seam_vs_old_chunk_ci95_low", "seam_vs_old_chunk_ci95_high",
-    "time_to_success_s", "time_to_success_ci95_low", "time_to_success_ci95_high", "prefix", "run",
+    "seam_jump_l2", "seam_jump_l2_ci95_low", "seam_jump_l2_ci95_high",
+    "seam_vs_old_chunk_l2", "seam_vs_old_chunk_l2_ci95_low", "seam_vs_old_chunk_l2_ci95_high",
+    "time_to_success_s", "time_to_success_s_ci95_low", "time_to_success_s_ci95_high", "prefix", "run",
 )
 MOTION_BANDS = ("seam_jump_l2", "seam_vs_old_chunk_l2", "time_to_success_s")
 
@@ -102,7 +102,7 @@ def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
         "success_rate": round(wins / n, 4) if n else None,
         "ci95_low": round(low, 4),
         "ci95_high": round(high, 4),
-        "errors": len(mine) - n,
+        "errors": len(mine) - len(ok),
         "idle_steps_per_episode": mean("idle_steps_per_episode"),
         "idle_switch_fraction": summary.get("idle_switch_fraction"),
         "dropped_actions_per_episode": mean("dropped_actions_per_episode"),

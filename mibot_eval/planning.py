@@ -44,6 +44,7 @@ class RunRequest:
     backend: str = "local"  # local | ray
     ray_address: str = "auto"  # auto (running cluster) | local (private instance) | HOST:PORT
     ray_policy_replicas: int | None = None  # default: one per GPU in the cluster, at least one
+    replicas: int | None = None  # local policy replica processes (batch-1 forwards run concurrently)
     shard: tuple[int, int] | None = None  # (index, count): run only that deterministic shard
     episode_timeout: float | None = None  # per-episode wall-time limit in workers (None: default)
     progress: bool = True  # progress bars on stderr

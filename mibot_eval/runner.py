@@ -8,6 +8,7 @@ records), which policy and checkpoint identity (policy/load.py) and which Backen
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
     run = run_dir_name(info, [p.protocol for p in plans], request)
     store = RunStore(Path(request.results_dir) / run)
     with contextlib.ExitStack() as stack:
-        backend, policy, identity = _open_backend(stack, request, info, options, policy, named_only)
+        backend, policy, identity, options = _open_backend(stack, request, info, options, policy,
+                                                           named_only)
         for plan in plans:  # async: record whether committed-action prefixes can be used
             plan.execution = plan.execution.with_prefix_support(getattr(policy, "supports_prefix", False))
             check = getattr(policy, "check_robot_type", None)
@@ -125,9 +127,18 @@ def _record_parallel_stats(store: RunStore, options: ParallelOptions, stats: dic
 
 def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: CheckpointInfo,
                   options: ParallelOptions, policy: Any | None, named_only: bool
-                  ) -> tuple[Backend, Any, CheckpointIdentity]:
-    """The backend, the policy that identifies the run, and the checkpoint's identity."""
+                  ) -> tuple[Backend, Any, CheckpointIdentity, ParallelOptions]:
+    """The backend, the policy that identifies the run, the checkpoint's identity and the options
+    (with the replicas' addresses when this run starts them)."""
     backend: Backend | None = None
+    if options.replicas and policy is None:
+        from mibot_eval.parallel.replicas import ReplicaServers
+
+        servers = stack.enter_context(ReplicaServers(
+            options.replicas, checkpoint=request.checkpoint, device=request.device,
+            batch_size=options.batch_size, batch_wait_ms=options.batch_wait_s * 1000))
+        os.environ[TOKEN_FILE_ENV] = str(servers.token_file)  # the workers' RemotePolicy reads it
+        options = dataclasses.replace(options, policy_urls=tuple(servers.urls))
     if request.backend == "ray":
         from mibot_eval.parallel.ray_backend import RayBackend
 
@@ -153,7 +164,7 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
             backend = LocalPoolBackend(policy, options, render=request.render)
         else:
             backend = InProcessBackend(policy)
-    return backend, policy, identity
+    return backend, policy, identity, options
 
 
 def _run_backend(backend: Backend, plans: list[SuitePlan], store: RunStore, videos: VideoPolicy,

@@ -118,3 +118,20 @@ def test_sweep_runs_one_resumable_run_per_delay(tmp_path) -> None:
     assert requests == 2 + 3  # d = 0 (as sync): steps 0 and 10
     run_sweep(request, policy=policy)  # everything is finished: nothing runs again
     assert len(policy.requests) == requests
+
+
+def test_a_sweep_row_fills_every_csv_column_and_bootstraps_motion_bands(tmp_path) -> None:
+    from mibot_eval.latency import CSV_FIELDS, sweep_row
+
+    records = []
+    for i, (jump, tts) in enumerate([(0.1, 1.0), (0.3, None), (0.2, 2.0)]):
+        records.append({"key": f"s/0/{i}", "suite": "s", "status": "ok", "success": tts is not None,
+                        "metrics": {"motion": {"seam_jump_l2": jump, "time_to_success_s": tts,
+                                               "seam_vs_old_chunk_l2": None}}})
+    records.append({"key": "s/0/3", "suite": "s", "status": "error", "success": False, "metrics": {}})
+    row = sweep_row("s", 2, 10.0, tmp_path / "run", records)
+    assert set(row) == set(CSV_FIELDS)
+    assert row["episodes"] == 4 and row["successes"] == 2 and row["errors"] == 1  # an error: a failure
+    assert row["seam_jump_l2"] == pytest.approx(0.2)
+    assert 0.1 <= row["seam_jump_l2_ci95_low"] <= 0.2 <= row["seam_jump_l2_ci95_high"] <= 0.3
+    assert row["time_to_success_s"] == pytest.approx(1.5) and row["seam_vs_old_chunk_l2"] is None

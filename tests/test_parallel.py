@@ -172,3 +172,14 @@ def test_workers_ship_episode_videos_to_the_run_folder(tmp_path, fakesim, checkp
     assert len(kept) == 1 and kept[0].endswith("_failure.mp4")  # one failure, capped at 1 per task
     assert (run_dir / kept[0]).stat().st_size > 0
     assert sorted(p.name for p in (run_dir / "videos" / "fake").iterdir()) == [Path(kept[0]).name]
+
+
+def test_libero_with_policy_replicas_matches_single_process(tmp_path, tiny_checkpoint) -> None:
+    """--replicas 2: two policy processes, workers round-robin over them; the same records."""
+    pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
+    expected = reference_outcome()
+    run_dir = execute(libero_request(tmp_path, replicas=2))
+    assert outcome(records(run_dir)) == expected
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["parallel"]["replicas"] == 2 and manifest["parallel"]["workers"] == 2
+    assert len(manifest["parallel"]["policy"]) == 2 and manifest["policy"]["kind"] == "remote"

@@ -24,12 +24,13 @@ class ParallelOptions:
     episode_timeout_s: float | None
     ray_address: str
     ray_policy_replicas: int | None
+    replicas: int = 0  # policy replica processes per device (0: none, the policy lives here)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "backend": self.backend, "workers": self.workers, "batch_size": self.batch_size,
             "batch_wait_ms": round(self.batch_wait_s * 1000, 3), "policy": list(self.policy_urls),
-            "episode_timeout_s": self.episode_timeout_s,
+            "episode_timeout_s": self.episode_timeout_s, "replicas": self.replicas,
         }
 
 
@@ -79,6 +80,17 @@ def validate(request: Any) -> ParallelOptions:
     replicas = request.ray_policy_replicas
     if replicas is not None and (backend != "ray" or replicas < 1):
         raise UserError("--ray-policy-replicas needs --backend ray and a value >= 1")
+    local_replicas = getattr(request, "replicas", None) or 0
+    if local_replicas:
+        if isinstance(local_replicas, bool) or not isinstance(local_replicas, int) or local_replicas < 1:
+            raise UserError(f"--replicas must be an integer >= 1, got {local_replicas!r}")
+        if request.policy_url:
+            raise UserError("--replicas starts its own policy processes; it excludes --policy ws://...")
+        if backend == "ray":
+            raise UserError("with --backend ray use --ray-policy-replicas (replicas are Ray actors)")
+        if workers is None:
+            workers = local_replicas  # as many simulators as forwards can run at once
+        parallel = True
     urls = parse_policy_urls(request.policy_url)
     if len(urls) > 1 and backend != "ray" and not parallel:
         raise UserError("several --policy servers need --workers N (each worker uses one server)")
@@ -89,4 +101,5 @@ def validate(request: Any) -> ParallelOptions:
         batch_wait_s=float(wait) / 1000.0, policy_urls=urls,
         episode_timeout_s=float(timeout) if timeout else None,
         ray_address=request.ray_address or "auto", ray_policy_replicas=replicas,
+        replicas=local_replicas,
     )
