@@ -68,6 +68,13 @@ same steps and executes the same actions as sync; with 0 < d < e and T = k every
 k - d actions with no idle step when d <= k / 2; with d = k or d > T only the first chunk's actions
 run, then the robot holds.
 
+Overlap (wall time only).  With a fixed delay d > 0 the chunk of a non-blocking request is not needed
+before step t + d, so the episode loop may infer it in a background thread while the simulator
+executes the committed steps: `submit_deferred()` at the request; after each `next_action()`,
+`awaiting_chunk()` says when it must be there (one step before its arrival, so the lookahead of
+`observation_needed()` stays exact), then `complete(chunk, latency)`. The requests, actions and
+records are exactly those of `submit()`.
+
 Per-request and per-switch facts go to `SchedulerStats.as_metrics()` (stored in each episode record);
 a "chunk switch" is the arrival of a chunk that replaces an earlier one (not the blocking first
 chunk). At each switch Δtc = r (committed window actions at request time) and Δtinf = d; the robot
@@ -109,6 +116,7 @@ class ExecutionConfig:
     control_hz: float | None = None
     prefix: bool = True
     prefix_supported: bool | None = None
+    overlap: bool = True  # async + fixed delay: infer while the simulator executes (results unchanged)
 
     @property
     def is_async(self) -> bool:
@@ -254,7 +262,7 @@ class SchedulerStats:
 
 @dataclass
 class _InFlight:
-    chunk: np.ndarray
+    chunk: np.ndarray | None  # None: deferred, not inferred yet
     request_step: int
     delay: int
     index: int  # position in the stats' per-request lists (= the chunk's number in the trace)
@@ -318,6 +326,8 @@ class ChunkScheduler:
 
     def _arrives_by(self, step: int) -> bool:
         f = self._in_flight
+        if f is not None and f.chunk is None and f.request_step + f.delay <= step:
+            raise RuntimeError("a deferred chunk is due: complete() it first (see awaiting_chunk())")
         return f is not None and f.request_step + f.delay <= step
 
     def _advance(self) -> None:
@@ -376,14 +386,48 @@ class ChunkScheduler:
             hold[-1] = last_gripper
         return hold
 
-    def submit(self, chunk: np.ndarray, latency_s: float) -> None:
-        """Hand over the chunk inferred for the request that fires at the current step."""
-        self._advance()
-        if self._in_flight is not None:
-            raise RuntimeError("submit() while a request is in flight: call it only when query_due()")
+    def can_defer(self) -> bool:
+        """May the request firing now be inferred while the simulator runs (see Overlap)?"""
+        return (self.config.is_async and self.config.overlap and self.config.delay == "fixed"
+                and not self._fresh and int(self.config.delay_steps or 0) > 0)
+
+    def submit_deferred(self) -> None:
+        """Register the request firing now; its chunk comes later through `complete()`."""
+        if not self.can_defer():
+            raise RuntimeError("submit_deferred() needs async, a fixed delay > 0 and a chunk in place")
+        self._register(None, 0.0)
+
+    def awaiting_chunk(self) -> bool:
+        """Call after next_action(), before observation_needed(): must the deferred chunk be completed
+        now (it arrives at the next step, whose observation the lookahead decides)?"""
+        f = self._in_flight
+        return f is not None and f.chunk is None and f.request_step + f.delay <= self._step
+
+    def complete(self, chunk: np.ndarray, latency_s: float) -> None:
+        """The chunk of the deferred request, and how long it took."""
+        f = self._in_flight
+        if f is None or f.chunk is not None:
+            raise RuntimeError("complete() without a deferred request")
+        f.chunk = self._checked(chunk)
+        self.stats.latencies_s[f.index] = float(latency_s)
+        self.chunks[f.index] = ChunkRecord(f.request_step, f.chunk)
+        self._horizon = len(f.chunk)
+
+    @staticmethod
+    def _checked(chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk, dtype=np.float64)
         if chunk.ndim != 2 or len(chunk) == 0:
             raise ValueError(f"expected a non-empty (T, action_dim) chunk, got shape {chunk.shape}")
+        return chunk
+
+    def submit(self, chunk: np.ndarray, latency_s: float) -> None:
+        """Hand over the chunk inferred for the request that fires at the current step."""
+        self._register(self._checked(chunk), latency_s)
+
+    def _register(self, chunk: np.ndarray | None, latency_s: float) -> None:
+        self._advance()
+        if self._in_flight is not None:
+            raise RuntimeError("submit() while a request is in flight: call it only when query_due()")
         config, stats = self.config, self.stats
         prefix = self.prefix()
         if config.measured:
@@ -403,8 +447,9 @@ class ChunkScheduler:
         stats.prefix_lengths.append(0 if prefix is None else len(prefix))
         stats.outcomes.append("first" if self._fresh else "pending")
         self._in_flight = _InFlight(chunk, self._step, delay, len(stats.outcomes) - 1)
-        self.chunks.append(ChunkRecord(self._step, chunk))
-        self._horizon = len(chunk)
+        self.chunks.append(ChunkRecord(self._step, chunk if chunk is not None else np.zeros((0, 0))))
+        if chunk is not None:
+            self._horizon = len(chunk)
         self._fresh = False
         self._advance()
 
