@@ -75,6 +75,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="render cameras only when the policy reads them (lazy, default) or every step")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the simulators' own output (default: it goes to <run>/simulator.log)")
     gate = p.add_argument_group("sequential regression gate (see docs/regression-gate.md)")
     gate.add_argument("--gate-against", default=None, metavar="BASELINE_RUN",
                       help="run episodes round-robin over tasks and stop as soon as an always-valid paired "
@@ -144,6 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         policy_url=args.policy_url, backend=args.backend, ray_address=args.ray_address,
         ray_policy_replicas=args.ray_policy_replicas, shard=args.shard,
         episode_timeout=args.episode_timeout, token_file=args.token_file, replicas=args.replicas,
+        verbose=args.verbose,
         gate_against=args.gate_against, gate_alpha=args.alpha, gate_max_drop=args.max_drop,
     )
     run_dir = summary.run_dir

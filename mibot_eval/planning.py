@@ -48,6 +48,7 @@ class RunRequest:
     shard: tuple[int, int] | None = None  # (index, count): run only that deterministic shard
     episode_timeout: float | None = None  # per-episode wall-time limit in workers (None: default)
     progress: bool = True  # progress bars on stderr
+    verbose: bool = False  # simulator chatter on the terminal instead of <run>/simulator.log
     gate_against: str | None = None  # baseline run folder: sequential paired gate, early stop
     gate_alpha: float = 0.05
     gate_max_drop: float = 0.0  # percentage points

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mibot_eval import chatter
 from mibot_eval.backend import Backend, InProcessBackend
 from mibot_eval.config import CheckpointInfo, resolve_checkpoint
 from mibot_eval.errors import UserError
@@ -42,6 +43,7 @@ def execute(request: RunRequest, policy: Any | None = None) -> Path:
     """Run (or resume) the requested evaluation; returns the run directory.
 
     policy: use this object instead of loading the checkpoint (any object with `infer`)."""
+    chatter.set_log(None, verbose=request.verbose)  # -v: simulator output on the terminal from the start
     if request.token_file is not None:  # RemotePolicy reads it here, in workers and in Ray actors
         os.environ[TOKEN_FILE_ENV] = str(Path(request.token_file).resolve())
     info, named_only = _checkpoint_info(request, policy)
@@ -74,6 +76,8 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
         planned_keys = select_shard(plans, *request.shard)
     run = run_dir_name(info, [p.protocol for p in plans], request)
     store = RunStore(Path(request.results_dir) / run)
+    store.run_dir.mkdir(parents=True, exist_ok=True)
+    chatter.set_log(store.run_dir / chatter.LOG_FILE, verbose=request.verbose)
     with contextlib.ExitStack() as stack:
         backend, policy, identity, options = _open_backend(stack, request, info, options, policy,
                                                            named_only)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mibot_eval import chatter
 from mibot_eval.config import SuiteProtocol
 from mibot_eval.errors import UserError
 from mibot_eval.suites.base import (
@@ -152,17 +153,19 @@ class LiberoAdapter:
         if self.instruction_source not in INSTRUCTION_SOURCES:
             raise UserError(f"{protocol.source}: instruction_source must be one of {INSTRUCTION_SOURCES}, "
                             f"got {self.instruction_source!r}")
-        benchmark, self._env_cls, self._get_path = import_libero()
-        suite_name = params["task_suite"]
-        self.init_states_suite = str(params.get("init_states_suite", suite_name))
-        self._benchmark = _registry_suite(benchmark, suite_name, protocol)
+        with chatter.quiet():  # robosuite's macro warnings, LIBERO's task-order line
+            benchmark, self._env_cls, self._get_path = import_libero()
+            suite_name = params["task_suite"]
+            self.init_states_suite = str(params.get("init_states_suite", suite_name))
+            self._benchmark = _registry_suite(benchmark, suite_name, protocol)
         if self._benchmark.n_tasks != protocol.num_tasks:
             raise UserError(
                 f"{protocol.source}: LIBERO has {self._benchmark.n_tasks} tasks in {suite_name}, "
                 f"the YAML says {protocol.num_tasks}"
             )
-        self._states_benchmark = self._benchmark if self.init_states_suite == suite_name else (
-            _registry_suite(benchmark, self.init_states_suite, protocol))
+        with chatter.quiet():
+            self._states_benchmark = self._benchmark if self.init_states_suite == suite_name else (
+                _registry_suite(benchmark, self.init_states_suite, protocol))
         self._env: Any = None
         self._env_task: int | None = None
         self._init_states: np.ndarray | None = None
@@ -244,13 +247,14 @@ class LiberoAdapter:
     # -- env lifecycle ----------------------------------------------------------------------------
     def _build_env(self, task_id: int) -> None:
         self.close()
-        env = self._env_cls(
-            bddl_file_name=self.bddl_file(task_id),
-            camera_names=self.camera_names,
-            camera_heights=self.height,
-            camera_widths=self.width,
-            hard_reset=self.hard_reset,
-        )
+        with chatter.quiet():
+            env = self._env_cls(
+                bddl_file_name=self.bddl_file(task_id),
+                camera_names=self.camera_names,
+                camera_heights=self.height,
+                camera_widths=self.width,
+                hard_reset=self.hard_reset,
+            )
         if self.render_mode == "lazy":
             self._install_gate(env.env)
         self._env, self._env_task = env, task_id
