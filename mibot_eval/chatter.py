@@ -65,14 +65,15 @@ def quiet() -> Iterator[None]:
         yield
         return
     with tempfile.TemporaryFile() as capture:
+        text = open(capture.fileno(), "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         os.dup2(capture.fileno(), 1)
         os.dup2(capture.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield  # Python writers (sys.stdout may not be fd 1) and C writers both land here
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
+            with contextlib.suppress(Exception):
+                text.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
