@@ -1,5 +1,5 @@
 """Leaderboard rebuilt from recorded episodes: rows, idempotence, markdown, PNG, and the HTML page as
-headless Chromium renders it."""
+headless Chromium renders it (long table, pivot, figures reported by others)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def test_rebuild_rows_and_idempotence(results) -> None:
     assert (spatial[0]["value"], spatial[0]["episodes"], spatial[0]["errors"]) == ("98.8", "500", "0")
     assert "| Xiaomi-Robotics-0-LIBERO | libero | average | 98.7 |" in markdown
     assert len(rows) == 7
+    # the pivot and the figures reported by others are written beside the long CSV
+    assert "| Xiaomi-Robotics-0-LIBERO | sync,replan_steps=10 | 98.7 [98.2, 99.2] |" in markdown
+    assert (results / "leaderboard_pivot.csv").read_text().count("\n") == 4  # header + 3 checkpoints
+    assert (results / "published.csv").read_text().startswith("model,suite,metric,headline,value,source")
 
 
 def test_report_then_rebuild_agree_and_never_duplicate(results) -> None:
@@ -90,33 +94,42 @@ def test_report_then_rebuild_agree_and_never_duplicate(results) -> None:
 def test_cli_leaderboard_writes_markdown_and_png(results, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     code = main(["leaderboard", str(results), "-o", str(out / "lb.csv"), "--markdown",
-                 str(out / "lb.md"), "--png", str(out / "lb.png")])
+                 str(out / "lb.md"), "--png", str(out / "lb.png"), "--pivot-png", str(out / "pivot.png")])
     assert code == 0
-    assert "| checkpoint | suite |" in capsys.readouterr().out
-    assert (out / "lb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "| checkpoint | suite |" in printed and "## Pivot: benchmark headlines" in printed
+    for png in ("lb.png", "pivot.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "lb.md").read_text().startswith("| checkpoint |")
+    assert "## Reported by others (not measured here)" in (out / "lb.md").read_text()
     assert len(_rows(out / "lb.csv")) == 7
+    assert (out / "lb_pivot.csv").is_file() and (out / "published.csv").is_file()
+    assert f"wrote {out / 'lb.csv'}, {out / 'lb_pivot.csv'}, {out / 'published.csv'}" in printed
 
 
 class _Cells(HTMLParser):
-    """Text of the leaderboard table cells, by row, as rendered."""
+    """Text of one table's cells (by data-col), by row, as rendered; `classes` keeps each cell's class."""
 
-    def __init__(self) -> None:
+    def __init__(self, table_id: str = "leaderboard") -> None:
         super().__init__()
+        self.table_id = table_id
         self.rows: list[dict[str, str]] = []
+        self.classes: list[dict[str, str]] = []
         self.images: list[dict[str, str]] = []
         self._in_board = False
         self._col: str | None = None
 
     def handle_starttag(self, tag, attrs) -> None:
         attributes = dict(attrs)
-        if tag == "table" and attributes.get("id") == "leaderboard":
+        if tag == "table" and attributes.get("id") == self.table_id:
             self._in_board = True
         elif self._in_board and tag == "tr":
             self.rows.append({})
+            self.classes.append({})
         elif self._in_board and tag == "td":
             self._col = attributes.get("data-col")
             self.rows[-1][self._col or "?"] = ""
+            self.classes[-1][self._col or "?"] = attributes.get("class") or ""
         elif tag == "img":
             self.images.append({k: v or "" for k, v in attributes.items()})
 
@@ -166,3 +179,22 @@ def test_html_leaderboard_renders_offline_in_headless_chromium(results, tmp_path
     for run in ("libero_full", "libero_partial", "widowx", "calvin"):
         assert f'id="run-{run}"' in dom
     assert "&quot;git_commit&quot;: &quot;abc123&quot;" in dom or '"git_commit": "abc123"' in dom
+    # the pivot: one row per (checkpoint, execution), the headline cells as rendered
+    pivot = _Cells("pivot")
+    pivot.feed(dom)
+    cells = {r["checkpoint"]: (r, c) for r, c in zip(pivot.rows, pivot.classes, strict=True) if r}
+    assert sorted(cells) == ["Xiaomi-Robotics-0-Calvin-ABC_D", "Xiaomi-Robotics-0-LIBERO",
+                             "Xiaomi-Robotics-0-SimplerEnv-WidowX"]
+    libero, classes = cells["Xiaomi-Robotics-0-LIBERO"]
+    assert libero["execution"] == "sync,replan_steps=10" and libero["libero_average"] == "98.7 [98.2, 99.2]"
+    assert classes["libero_average"] == "num complete" and classes["simpler_widowx_average"] == "num empty"
+    assert libero["simpler_widowx_average"] == "" and libero["calvin_abc_d_avg_len"] == ""
+    assert cells["Xiaomi-Robotics-0-SimplerEnv-WidowX"][0]["simpler_widowx_average"] == "79.2 [71.9, 86.5]"
+    assert cells["Xiaomi-Robotics-0-Calvin-ABC_D"][0]["calvin_abc_d_avg_len"] == "4.75 [4.70, 4.79]"
+    # figures reported by others: their own table, with a source for each, never in the measured ones
+    published = _Cells("published")
+    published.feed(dom)
+    figures = [r for r in published.rows if r]
+    assert figures and all(r["source"] and r["url"].startswith("https://") for r in figures)
+    assert {r["model"] for r in figures}.isdisjoint({r.get("checkpoint") for r in parser.rows + pivot.rows})
+    assert dom.index('id="pivot"') < dom.index('id="reported-by-others"') < dom.index('id="published"')

@@ -48,6 +48,30 @@ def test_report_of_a_partial_run_with_errors(partial_run) -> None:
     assert [r["task"] for r in rows if r["scope"] == "task"] == ["0", "1"]
 
 
+REPORT_CSV = """\
+run,checkpoint,checkpoint_id,scope,suite,task,name,metric,value,ci_low,ci_high,method,n,successes,episodes,\
+errors,coverage,partial,reported,delta,reported_in_ci
+libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,task,libero_spatial,0,pick_up_the_black_bowl_on_the_plate,\
+success,70.0,39.68,89.22,wilson,10,7.0,10,0,,true,,,
+libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,task,libero_spatial,1,pick_up_the_black_bowl_next_to_the_ramekin,\
+success,50.0,23.66,76.34,wilson,10,5.0,8,2,,true,,,
+libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,suite,libero_spatial,,libero_spatial,success,60.0,38.66,78.12,\
+wilson,20,12.0,18,2,4.0,true,98.8,-38.8,false
+libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,aggregate,libero,,libero,average,,,,bootstrap,0,,,,,true,98.7,,
+"""
+
+
+def test_report_csv_is_the_frame_in_the_pinned_cell_format(partial_run) -> None:
+    """report.csv comes from a pandas DataFrame; its bytes are those the csv-module writer wrote
+    (true/false, empty for None, estimates rounded once to 2 decimals)."""
+    from mibot_eval.results.report import REPORT_COLUMNS, report_frame
+
+    report_run(partial_run)
+    assert (partial_run / "report.csv").read_text() == REPORT_CSV
+    frame = report_frame(load_run(partial_run))
+    assert tuple(frame.columns) == REPORT_COLUMNS and len(frame) == 4
+
+
 def test_report_updates_leaderboard_idempotently(partial_run) -> None:
     board = partial_run.parent / "leaderboard.csv"
     publish_run(partial_run, board)

@@ -1,7 +1,10 @@
 """A static, self-contained HTML leaderboard: one file that opens offline from disk.
 
 Inline CSS, charts as base64 PNG data URIs, no scripts, fonts or links to fetch: the leaderboard
-table, the chart, and per run its suites (Wilson intervals) and its full manifest.
+table (table#leaderboard), the pivot of benchmark headlines (table#pivot: one row per checkpoint and
+execution mode, cells value [95% CI], class "partial" / "complete" / "empty"), the chart, the figures
+other models' authors reported (table#published, its own section, never among the measured rows;
+sources as text, not links), and per run its suites (Wilson intervals) and its full manifest.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from mibot_eval.results.published import HEADLINES, Headline
 from mibot_eval.results.store import utc_now
 from mibot_eval.results.summary import RunSummary, execution_label, fmt, fmt_ci
 
@@ -24,7 +28,8 @@ table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
 th,td{border:1px solid #ccd;padding:.3em .6em;text-align:left}
 th{background:#eef1f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .scroll{overflow-x:auto}
-tr.partial td{color:#6b7280;font-style:italic}
+tr.partial td,td.partial{color:#6b7280;font-style:italic}
+table#published td{max-width:36em}
 pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.8em}
 img{max-width:100%;border:1px solid #ccd}
 .meta{color:#555;font-size:.9em}
@@ -71,6 +76,60 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]]) -> str:
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
+def pivot_cell(row: Mapping[str, Any], h: Headline) -> tuple[str, str]:
+    """(text, class) of one pivot cell: '98.7 [98.2, 99.2]' (+ ' (partial)'), '' when not measured."""
+    value, partial = _num(row.get(h.column)), row.get(h.column + "_partial")
+    if value is None and partial in (None, ""):
+        return "", "empty"
+    interval = fmt_ci(_num(row.get(h.column + "_ci_low")), _num(row.get(h.column + "_ci_high")), h.metric)
+    text = "–" if value is None else f"{fmt(value, h.metric)} {interval}"
+    partial = partial is True or str(partial).lower() == "true"
+    return (text + " (partial)", "partial") if partial else (text, "complete")
+
+
+def pivot_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """table#pivot from the leaderboard's pivot rows (checkpoint, checkpoint_id, execution, and per
+    headline H: H, H_ci_low, H_ci_high, H_partial)."""
+    headings = ("checkpoint", "execution", *(h.label for h in HEADLINES))
+    head = "".join(f"<th>{escape(h)}</th>" for h in headings)
+    ids: dict[str, set[str]] = {}
+    for row in rows:
+        ids.setdefault(str(row.get("checkpoint") or ""), set()).add(str(row.get("checkpoint_id") or ""))
+    body = []
+    for row in rows:
+        name, ident = str(row.get("checkpoint") or ""), str(row.get("checkpoint_id") or "")
+        label = f"{name} ({ident[:8]})" if len(ids[name]) > 1 else name
+        cells = [f'<td class="txt" data-col="checkpoint" title="{escape(ident)}">{escape(label)}</td>',
+                 f'<td class="txt" data-col="execution">{escape(str(row.get("execution") or ""))}</td>']
+        for h in HEADLINES:
+            text, kind = pivot_cell(row, h)
+            cells.append(f'<td class="num {kind}" data-col="{escape(h.column)}">{escape(text)}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<div class="scroll"><table id="pivot"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+PUBLISHED_FIELDS = ("model", "headline", "value", "protocol", "source", "url")
+
+
+def published_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """table#published: figures reported by others (results/published.py), sources as plain text."""
+    if not rows:
+        return '<p class="meta" id="published-none">No published figures are shipped.</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in PUBLISHED_FIELDS)
+    body = []
+    for row in rows:
+        cells = []
+        for name in PUBLISHED_FIELDS:
+            value = row.get(name)
+            text = f"{float(value):g}" if name == "value" and value not in (None, "") else str(value or "")
+            cells.append(f'<td class="{"num" if name == "value" else "txt"}" data-col="{name}">'
+                         f"{escape(text)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<div class="scroll"><table id="published"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
 def _run_section(summary: RunSummary) -> str:
     rows = []
     for suite in summary.suites.values():
@@ -94,8 +153,10 @@ def _run_section(summary: RunSummary) -> str:
 
 
 def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary], markdown: str,
-                chart_png: bytes) -> str:
-    """The whole page as one string (the leaderboard's markdown and chart are given)."""
+                chart_png: bytes, pivot: Sequence[Mapping[str, Any]] = (),
+                published: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The whole page as one string (the leaderboard's markdown, chart, pivot rows and published
+    figures are given)."""
     chart = base64.b64encode(chart_png).decode("ascii")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -106,8 +167,15 @@ def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary], m
         "over independent trials (an errored episode counts as a failure); intervals are Wilson 95% "
         "for rates and seeded bootstrap 95% for averages. Italic grey rows are partial runs.</p>"
         f"<h2>Leaderboard</h2>{leaderboard_table(rows)}"
+        '<h2>Pivot: benchmark headlines</h2><p class="meta">One row per checkpoint and execution mode: '
+        "value [95% CI]; (partial) when the run covers less than the protocol; empty when not measured. "
+        f"Official protocols only.</p>{pivot_table(pivot)}"
         f'<h2>Chart</h2><img id="chart" alt="leaderboard bar chart with 95% intervals" '
         f'src="data:image/png;base64,{chart}">'
+        '<h2 id="reported-by-others">Reported by others (not measured here)</h2><p class="meta">'
+        "Headlines other models' authors published for these benchmarks, copied from the cited source "
+        "(mibot_eval/data/published/); never measured by this harness and never part of the tables "
+        f"above.</p>{published_table(published)}"
         f"<h2>Runs</h2>{''.join(_run_section(s) for s in runs)}"
         f"<h2>Markdown</h2><details><summary>leaderboard.md</summary><pre>{escape(markdown)}</pre>"
         "</details></body></html>\n"
@@ -115,10 +183,11 @@ def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary], m
 
 
 def write_html(out_dir: Path, rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary],
-               markdown: str, chart_png: bytes) -> Path:
+               markdown: str, chart_png: bytes, pivot: Sequence[Mapping[str, Any]] = (),
+               published: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write out_dir/index.html; returns its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
-    path.write_text(render_html(rows, runs, markdown, chart_png), encoding="utf-8")
+    path.write_text(render_html(rows, runs, markdown, chart_png, pivot, published), encoding="utf-8")
     return path

@@ -3,7 +3,8 @@
 `report_run(run_dir)` returns markdown (suites with Wilson intervals, aggregates, the comparison with
 the reported numbers and, task by task, with the release's own outcomes, per-task tables, errors,
 latency, seconds per episode) and writes `report.md` and `report.csv` beside the run. Every number
-comes from results/summary.py (episodes.jsonl measured); this module only renders.
+comes from results/summary.py (episodes.jsonl measured); this module only renders. report.csv is the
+pandas DataFrame `report_frame(summary)` (REPORT_COLUMNS) as CSV text, written atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from mibot_eval.results.latency_stats import latency_markdown, latency_summary
 from mibot_eval.results.release_compare import release_section
@@ -26,7 +30,6 @@ from mibot_eval.results.summary import (
     fmt_ci,
     load_run,
     markdown_table,
-    write_csv,
 )
 
 REPORT_COLUMNS = (
@@ -178,6 +181,25 @@ def csv_rows(summary: RunSummary) -> list[dict[str, Any]]:
     return rows
 
 
+def report_frame(summary: RunSummary) -> pd.DataFrame:
+    """report.csv as a table: csv_rows with REPORT_COLUMNS (object cells, None where empty)."""
+    rows = [{c: row.get(c) for c in REPORT_COLUMNS} for row in csv_rows(summary)]
+    return pd.DataFrame(rows, columns=list(REPORT_COLUMNS), dtype=object)
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A frame as CSV text in the project's cell format (None empty, booleans true/false)."""
+    return frame.map(_cell).to_csv(index=False, lineterminator="\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return str(value)
+
+
 def report_run(run_dir: Path, compare_with: str | None = None) -> str:
     """Markdown report of a run; writes report.md and report.csv beside it.
 
@@ -187,5 +209,5 @@ def report_run(run_dir: Path, compare_with: str | None = None) -> str:
     summary = load_run(run_dir, compare_with=compare_with)
     text = render_markdown(summary)
     write_atomic(run_dir / "report.md", text.encode("utf-8"))
-    write_csv(run_dir / "report.csv", REPORT_COLUMNS, csv_rows(summary))
+    write_atomic(run_dir / "report.csv", csv_text(report_frame(summary)).encode("utf-8"))
     return text
