@@ -17,7 +17,7 @@ from mibot_eval.results.summary import (
     load_aggregates,
     load_run,
 )
-from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, write_run
+from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, task_records, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,3 +176,15 @@ def test_report_shows_episode_agreement_with_the_release_for_simplerenv(tmp_path
     text = report_run(run_dir)
     row = next(line for line in text.splitlines() if line.startswith("| simpler_widowx | 0 "))
     assert "agree 22/24" in row and "disagree 2" in row
+
+
+def test_report_shows_how_the_robot_moved(tmp_path) -> None:
+    records = task_records("libero_spatial", 0, 1, 3)
+    for i, rec in enumerate(records):
+        rec["metrics"] = {"motion": {"seam_jump_l2": [0.1, 0.2, 0.3][i], "idle_fraction": 0.5,
+                                     "time_to_success_s": 2.0 if rec["success"] else None}}
+    run_dir = write_run(tmp_path, "m", "tiny", {"libero_spatial": official("libero_spatial")}, records)
+    text = report_run(run_dir)
+    section = text[text.index("## How the robot moved"):]
+    assert r"| libero_spatial | seam jump \|a_t - a_{t-1}\| at chunk switches | 0.2 |" in section
+    assert "| libero_spatial | time to success (s, successful episodes) | 2 | [2, 2] | 1 |" in section

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mibot_eval.results.latency_stats import latency_markdown, latency_summary
 from mibot_eval.results.release_compare import release_section
-from mibot_eval.results.stats import SuiteStats, rate_estimate
+from mibot_eval.results.stats import SuiteStats, bootstrap_means, percentile_interval, rate_estimate
 from mibot_eval.results.store import write_atomic
 from mibot_eval.results.summary import (
     Comparison,
@@ -86,6 +86,7 @@ def render_markdown(summary: RunSummary) -> str:
     lines += release_section(summary)
     lines += _task_sections(summary)
     lines += _error_section(summary)
+    lines += _motion_section(summary)
     lines += ["", latency_markdown(latency_summary(summary.records)).rstrip()]
     lines += ["", "## Timing (seconds per episode)", ""]
     lines += markdown_table(("suite", "episodes", "total", "reset", "infer", "sim", "render", "hours"),
@@ -143,6 +144,38 @@ def _task_sections(summary: RunSummary) -> list[str]:
         lines += markdown_table(("task", "name", "success %", "95% CI", "successes / n", "errors", "note"),
                                 rows)
     return lines
+
+
+MOTION_ROWS = (  # (metric in metrics.motion, label)
+    ("time_to_success_s", "time to success (s, successful episodes)"),
+    ("seam_jump_l2", "seam jump |a_t - a_{t-1}| at chunk switches"),
+    ("inside_jump_l2", "jump between actions inside a chunk"),
+    ("seam_vs_old_chunk_l2", "first new action vs the replaced chunk's"),
+    ("jerk_seam_l2", "jerk across seams (third difference)"),
+    ("jerk_inside_l2", "jerk inside chunks"),
+    ("idle_fraction", "idle (hold) fraction of steps"),
+    ("gripper_toggles", "gripper toggles per episode"),
+)
+
+
+def _motion_section(summary: RunSummary) -> list[str]:
+    """Per suite: mean motion metrics (mibot_eval/motion.py) with 95% bootstrap intervals over episodes."""
+    rows = []
+    for suite in summary.suites:
+        records = [r for r in summary.records if r.get("suite") == suite and r.get("status", "ok") == "ok"]
+        for name, label in MOTION_ROWS:
+            values = [float(v) for r in records
+                      if (v := ((r.get("metrics") or {}).get("motion") or {}).get(name)) is not None]
+            if not values:
+                continue
+            low, high = percentile_interval(bootstrap_means([values])[:, 0])
+            rows.append((suite, label, f"{np.mean(values):.4g}", f"[{low:.4g}, {high:.4g}]", len(values)))
+    if not rows:
+        return []
+    return ["", "## How the robot moved", "",
+            "Means over episodes (action units per control step; mibot_eval/motion.py), 95% bootstrap "
+            "intervals over episodes.", "",
+            *markdown_table(("suite", "metric", "mean", "95% CI", "episodes"), rows)]
 
 
 def _error_section(summary: RunSummary) -> list[str]:
