@@ -403,6 +403,7 @@ class CheckpointInfo:
     suites: tuple[str, ...] = ()
     reported: dict[str, dict[str, float]] = field(default_factory=dict)
     tiny: bool = False
+    like_release: bool = False  # tiny only: as limited as the released checkpoints
 
     def robot_type_for(self, suite: SuiteProtocol) -> str:
         return self.robot_type or suite.default_robot_type
@@ -429,6 +430,7 @@ def load_checkpoints(path: Path | None = None) -> dict[str, CheckpointInfo]:
             suites=tuple(entry.get("suites") or ()),
             reported={k: {m: float(x) for m, x in v.items()} for k, v in reported.items()},
             tiny=bool(entry.get("tiny", False)),
+            like_release=bool(entry.get("like_release", False)),
         )
     return result
 

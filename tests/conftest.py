@@ -32,6 +32,14 @@ def tiny_checkpoint() -> Path:
     return ensure_tiny_checkpoint()
 
 
+@pytest.fixture(scope="session")
+def tiny_release_like_checkpoint() -> Path:
+    """The tiny checkpoint as limited as the released ones (one seed per forward, no prefix)."""
+    from mibot_eval.tiny import ensure_tiny_checkpoint
+
+    return ensure_tiny_checkpoint(like_release=True)
+
+
 @pytest.fixture()
 def checkpoint_dir(tmp_path: Path) -> Path:
     """A local checkpoint folder (config.json only) for runs that inject their own policy."""

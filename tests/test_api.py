@@ -47,9 +47,9 @@ def test_evaluate_refuses_what_is_not_a_policy_and_unknown_options(tmp_path) -> 
         mibot_eval.evaluate("tiny", suites=["libero_spatial"], bogus=1)
 
 
-def test_evaluate_the_tiny_checkpoint_on_real_libero(tmp_path, tiny_checkpoint) -> None:
+def test_evaluate_the_tiny_checkpoint_on_real_libero(tmp_path, tiny_release_like_checkpoint) -> None:
     pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
-    summary = mibot_eval.evaluate("tiny", suites=["libero_spatial"], tasks=[0], episodes=1,
+    summary = mibot_eval.evaluate("tiny-release-like", suites=["libero_spatial"], tasks=[0], episodes=1,
                                   results_dir=tmp_path, max_steps=12, progress=False)
     suite = summary.suites["libero_spatial"]
     assert suite.trials == 1 and suite.partial  # 1 of 500 episodes

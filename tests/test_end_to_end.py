@@ -1,6 +1,7 @@
 """The offline smoke run through the real loading path and the real LIBERO simulator.
 
-`mibot-eval run --checkpoint tiny ...` loads the tiny checkpoint with AutoModel/AutoProcessor
+`mibot-eval run --checkpoint tiny-release-like ...` loads the tiny checkpoint as limited as the
+released ones (one int seed per forward, no prefix input) with AutoModel/AutoProcessor
 (trust_remote_code), runs real LIBERO episodes, writes records, videos, the report and the
 leaderboard; a SIGKILL mid-run loses nothing and the rerun resumes without duplicates.
 """
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cmd(results: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "mibot_eval.cli", "run", "--checkpoint", "tiny",
+        sys.executable, "-m", "mibot_eval.cli", "run", "--checkpoint", "tiny-release-like",
         "--suites", "libero_spatial", "--tasks", "0", "--results", str(results), *extra,
     ]
 
@@ -41,19 +42,19 @@ def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
 
 
-def test_smoke_run_writes_real_results(tmp_path, tiny_checkpoint) -> None:
+def test_smoke_run_writes_real_results(tmp_path, tiny_release_like_checkpoint) -> None:
     results = tmp_path / "results"
     proc = subprocess.run(
         _cmd(results, "--episodes", "2", "--max-steps", "25", "--video", "all"),
         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = results / "tiny__libero__sync__max25"
+    run_dir = results / "tiny-release-like__libero__sync__max25"
     records = _records(run_dir)
     assert [r["key"] for r in records] == ["libero_spatial/0/0", "libero_spatial/0/1"]
     for record in records:
         assert record["status"] == "ok", record["error"]
-        assert record["checkpoint"] == "tiny" and record["robot_type"] == "libero_all"
+        assert record["checkpoint"] == "tiny-release-like" and record["robot_type"] == "libero_all"
         assert record["steps"] == 25 or record["success"]
         assert record["metrics"]["queries"] == 3  # steps 0, 10, 20
         video = run_dir / record["metrics"]["video"]
@@ -72,11 +73,11 @@ def test_smoke_run_writes_real_results(tmp_path, tiny_checkpoint) -> None:
     assert (results / "leaderboard.csv").exists()
 
 
-def test_sigkill_mid_run_then_resume(tmp_path, tiny_checkpoint) -> None:
+def test_sigkill_mid_run_then_resume(tmp_path, tiny_release_like_checkpoint) -> None:
     results = tmp_path / "results"
     command = _cmd(results, "--episodes", "3", "--max-steps", "10", "--video", "none",
                    "--no-report")
-    run_dir = results / "tiny__libero__sync__max10"
+    run_dir = results / "tiny-release-like__libero__sync__max10"
     proc = subprocess.Popen(command, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 400

@@ -248,10 +248,12 @@ def test_ensure_reuses_and_path_follows_cache_env(
     assert marker.stat().st_mtime_ns == before
     monkeypatch.setenv("MIBOT_EVAL_CACHE", str(tmp_path / "cache"))
     assert tiny.tiny_checkpoint_path() == tmp_path / "cache" / "tiny-checkpoint-v1"
+    like_release = tiny.tiny_checkpoint_path(like_release=True)
+    assert like_release == tmp_path / "cache" / "tiny-checkpoint-v1-like-release"
 
 
 def test_failed_write_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    def boom(out: Path, seed: int) -> None:
+    def boom(out: Path, seed: int, variant: tiny.Variant) -> None:
         (out / "config.json").write_text("{}")
         raise RuntimeError("killed")
 

@@ -30,8 +30,9 @@ def resolve_checkpoint_dir(info: CheckpointInfo) -> ResolvedCheckpoint:
     if info.tiny:
         from mibot_eval.tiny import ensure_tiny_checkpoint
 
-        path = ensure_tiny_checkpoint()
-        return ResolvedCheckpoint(info, path, f"tiny:{path}", "tiny-v1")
+        path = ensure_tiny_checkpoint(like_release=info.like_release)
+        return ResolvedCheckpoint(info, path, f"tiny:{path}",
+                                  "tiny-v1-like-release" if info.like_release else "tiny-v1")
     if info.path:
         return ResolvedCheckpoint(info, Path(info.path), info.path, None)
     if not info.repo:

@@ -5,6 +5,16 @@ The folder holds config.json (`MiBoTConfig`, auto_map to the remote code), model
 preprocessor/processor configs (Qwen2-VL image processor at 64x64, `action_config` statistics).
 It is built in a temporary folder next to the target and renamed into place, so a killed run never
 leaves a half checkpoint; `ensure_tiny_checkpoint` regenerates it when the generator code changed.
+
+Two variants share that code:
+
+* `like_release=True`: the same weights, tokenizer and processor, but the model is as limited as the
+  released checkpoints (one int seed per forward, no prefix actions, a module that bf16 loading leaves
+  in fp32; `MiBoTConfig.release_interface`). Cached beside the tiny one (`tiny_checkpoint_path`).
+* `size="release"`: random weights at the release's dimensions (4.72B parameters, `sizes.py`), written
+  as bf16 safetensors shards generated one at a time (about 9.4 GB; memory stays near one 2 GiB
+  shard); `weights=False` writes everything but the weights. For GPU latency/memory measurements only:
+  it is never generated implicitly, and never in CI.
 """
 
 from __future__ import annotations
@@ -13,17 +23,19 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.tiny.stats import ACTION_DIM, action_config
+from mibot_eval.tiny.sizes import IMAGE_SETTINGS, check_size, model_config
+from mibot_eval.tiny.stats import action_config
 from mibot_eval.tiny.tokenizer import patch_tokenizer_config, write_tokenizer
+from mibot_eval.tiny.weights import init_parameters, write_random_shards
 
 FORMAT = "tiny-checkpoint-v1"
 MARKER = ".mibot-tiny.json"  # written last; hidden so checkpoint fingerprints skip it
@@ -36,59 +48,80 @@ AUTO_MAP_MODEL = {
 AUTO_MAP_PROCESSOR = {"AutoProcessor": "processing_mibot.MiBotProcessor"}
 PROCESSOR_CLASS = "MiBotProcessor"
 
-# Image side: 8-pixel patches merged 2x2, at most 64x64 pixels -> 16 tokens for a 256x256 view.
-PATCH_SIZE, MERGE_SIZE, TEMPORAL_PATCH = 8, 2, 2
-MIN_PIXELS, MAX_PIXELS = 32 * 32, 64 * 64
-# Output-layer gains of the random init: velocity ~ N(0, 0.7^2) keeps decoded actions within ~3 std.
-_GAINS = {"action_out_proj.weight": 0.7, "modulation.weight": 0.3}
+LIKE_RELEASE_SUFFIX = "-like-release"
 
 
-def tiny_checkpoint_path() -> Path:
-    """Default location: `$MIBOT_EVAL_CACHE/tiny-checkpoint-v1` (cache default ~/.cache/mibot-eval)."""
+@dataclass(frozen=True)
+class Variant:
+    """What a generated folder holds: its dimensions, its interface and whether it has weights."""
+
+    size: str = "tiny"
+    like_release: bool = False
+    weights: bool = True
+
+
+def tiny_checkpoint_path(like_release: bool = False) -> Path:
+    """Default location: `$MIBOT_EVAL_CACHE/tiny-checkpoint-v1` (cache default ~/.cache/mibot-eval);
+    the like-release variant lives beside it in `tiny-checkpoint-v1-like-release`."""
     cache = os.environ.get("MIBOT_EVAL_CACHE") or str(Path.home() / ".cache" / "mibot-eval")
-    return Path(cache).expanduser() / FORMAT
+    return Path(cache).expanduser() / (FORMAT + (LIKE_RELEASE_SUFFIX if like_release else ""))
 
 
 def code_digest() -> str:
     """Hash of everything that determines the checkpoint's content (generator + remote code)."""
     digest = hashlib.sha256(FORMAT.encode())
     here = Path(__file__).resolve().parent
-    for path in [here / "checkpoint.py", here / "stats.py", here / "tokenizer.py"] + [
-        REMOTE_CODE / name for name in REMOTE_FILES
-    ]:
+    generator = ("checkpoint.py", "sizes.py", "stats.py", "tokenizer.py", "weights.py")
+    for path in [here / name for name in generator] + [REMOTE_CODE / name for name in REMOTE_FILES]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def is_complete(directory: Path) -> bool:
-    """True when `directory` holds a finished checkpoint made by the current generator code."""
+def is_complete(
+    directory: Path, like_release: bool = False, size: str = "tiny", weights: bool = True
+) -> bool:
+    """True when `directory` holds a finished checkpoint of that variant made by the current code."""
     try:
         marker = json.loads((Path(directory) / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return marker.get("code") == code_digest() and (Path(directory) / "config.json").is_file()
+    wanted = asdict(Variant(size, like_release, weights))
+    return (
+        marker.get("code") == code_digest()
+        and {key: marker.get(key) for key in wanted} == wanted
+        and (Path(directory) / "config.json").is_file()
+    )
 
 
-def write_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
-    """Write the checkpoint to `directory`, deterministic in `seed`.
+def write_tiny_checkpoint(
+    directory: str | Path,
+    seed: int = 0,
+    *,
+    like_release: bool = False,
+    size: str = "tiny",
+    weights: bool = True,
+) -> Path:
+    """Write the checkpoint to `directory`, deterministic in `seed` (module docstring: the variants).
 
-    An existing tiny checkpoint there is replaced; any other non-empty folder raises FileExistsError.
+    An existing generated checkpoint there is replaced; any other non-empty folder raises FileExistsError.
     """
+    variant = Variant(check_size(size), bool(like_release), bool(weights))
     target = Path(directory).expanduser().resolve()
     with _lock(target):
-        _write_unlocked(target, seed)
+        _write_unlocked(target, seed, variant)
     return target
 
 
-def ensure_tiny_checkpoint(directory: Path | None = None) -> Path:
-    """The checkpoint folder, generated (seed 0) on first use or when the generator code changed."""
-    target = Path(directory or tiny_checkpoint_path()).expanduser().resolve()
-    if is_complete(target):
+def ensure_tiny_checkpoint(directory: Path | None = None, like_release: bool = False) -> Path:
+    """The tiny (or like-release) checkpoint folder, generated (seed 0) on first use or when the
+    generator code changed; default folder `tiny_checkpoint_path(like_release)`."""
+    target = Path(directory or tiny_checkpoint_path(like_release)).expanduser().resolve()
+    if is_complete(target, like_release):
         return target
     with _lock(target):
-        if not is_complete(target):  # another process may have written it meanwhile
-            _write_unlocked(target, seed=0)
+        if not is_complete(target, like_release):  # another process may have written it meanwhile
+            _write_unlocked(target, 0, Variant(like_release=like_release))
     return target
 
 
@@ -103,7 +136,7 @@ def _lock(target: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write_unlocked(target: Path, seed: int) -> None:
+def _write_unlocked(target: Path, seed: int, variant: Variant) -> None:
     if target.is_dir() and any(target.iterdir()) and not (target / MARKER).is_file():
         raise FileExistsError(f"{target} exists and is not a tiny checkpoint; refusing to replace it")
     if target.exists() and not target.is_dir():
@@ -114,7 +147,7 @@ def _write_unlocked(target: Path, seed: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
     try:
-        _build(tmp, seed)
+        _build(tmp, seed, variant)
         _make_readable(tmp)
         if target.exists():
             os.rename(target, old)
@@ -134,32 +167,33 @@ def _make_readable(root: Path) -> None:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
-def _build(out: Path, seed: int) -> None:
+def _build(out: Path, seed: int, variant: Variant) -> None:
     token_ids = write_tokenizer(out, out / ".scratch")
     shutil.rmtree(out / ".scratch")
     patch_tokenizer_config(out, {"processor_class": PROCESSOR_CLASS, "auto_map": AUTO_MAP_PROCESSOR})
-    _write_json(out / "preprocessor_config.json", _preprocessor_config())
+    _write_json(out / "preprocessor_config.json", _preprocessor_config(variant.size))
     processor_config = {"auto_map": AUTO_MAP_PROCESSOR, "processor_class": PROCESSOR_CLASS}
     _write_json(out / "processor_config.json", processor_config)
     for name in REMOTE_FILES:
         shutil.copyfile(REMOTE_CODE / name, out / name)
-    _write_model(out, seed, token_ids)
-    _write_json(out / MARKER, {"format": FORMAT, "seed": seed, "code": code_digest()})
+    _write_model(out, seed, token_ids, variant)
+    _write_json(out / MARKER, {"format": FORMAT, "seed": seed, "code": code_digest(), **asdict(variant)})
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def _preprocessor_config() -> dict[str, Any]:
+def _preprocessor_config(size: str = "tiny") -> dict[str, Any]:
     from transformers import Qwen2VLImageProcessor
 
+    patch, merge, temporal, min_pixels, max_pixels = IMAGE_SETTINGS[size]
     processor = Qwen2VLImageProcessor(
-        min_pixels=MIN_PIXELS,
-        max_pixels=MAX_PIXELS,
-        patch_size=PATCH_SIZE,
-        temporal_patch_size=TEMPORAL_PATCH,
-        merge_size=MERGE_SIZE,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        patch_size=patch,
+        temporal_patch_size=temporal,
+        merge_size=merge,
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
@@ -168,89 +202,30 @@ def _preprocessor_config() -> dict[str, Any]:
     return data
 
 
-def model_config(token_ids: dict[str, int]) -> dict[str, Any]:
-    """Keyword arguments of `MiBoTConfig`: a tiny Qwen3-VL (2 text layers, 2 vision blocks) + 2 DiT layers."""
-    vocab = 64 * math.ceil((max(token_ids.values()) + 1) / 64)
-    text = {
-        "vocab_size": vocab,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-        "max_position_embeddings": 4096,
-        "rope_theta": 5000000.0,
-        "rope_scaling": {"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True},
-        "tie_word_embeddings": False,
-        "bos_token_id": None,
-        "eos_token_id": token_ids["<|im_end|>"],
-    }
-    vision = {
-        "depth": 2,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 2,
-        "patch_size": PATCH_SIZE,
-        "spatial_merge_size": MERGE_SIZE,
-        "temporal_patch_size": TEMPORAL_PATCH,
-        "out_hidden_size": 64,
-        "num_position_embeddings": 64,
-        "deepstack_visual_indexes": [0],
-    }
-    vlm = {
-        "text_config": text,
-        "vision_config": vision,
-        "image_token_id": token_ids["<|image_pad|>"],
-        "video_token_id": token_ids["<|video_pad|>"],
-        "vision_start_token_id": token_ids["<|vision_start|>"],
-        "vision_end_token_id": token_ids["<|vision_end|>"],
-        "tie_word_embeddings": False,
-    }
-    dit = {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-        "action_dim": ACTION_DIM,
-        "state_dim": ACTION_DIM,
-        "frequency_embedding_size": 32,
-    }
-    return {"vlm_config": vlm, "dit_config": dit, "num_inference_steps": 5}
-
-
-def _write_model(out: Path, seed: int, token_ids: dict[str, int]) -> None:
+def _write_model(out: Path, seed: int, token_ids: dict[str, int], variant: Variant) -> None:
     import torch
 
     from mibot_eval.tiny.remote_code.configuration_mibot import MiBoTConfig
     from mibot_eval.tiny.remote_code.modeling_mibot import MiBoTForActionGeneration
 
-    config = MiBoTConfig(**model_config(token_ids))
+    config = MiBoTConfig(**model_config(token_ids, variant.size, variant.like_release))
     config.auto_map = dict(AUTO_MAP_MODEL)
     config._attn_implementation = "sdpa"
-    model = MiBoTForActionGeneration(config).to(torch.float32)
-    init_parameters(model, seed)
-    model.save_pretrained(str(out), safe_serialization=True)
+    config.architectures = [MiBoTForActionGeneration.__name__]
+    if variant.size == "tiny":
+        model = MiBoTForActionGeneration(config).to(torch.float32)
+        init_parameters(model, seed)
+        if variant.weights:
+            model.save_pretrained(str(out), safe_serialization=True)
+        else:
+            model.config.save_pretrained(str(out))
+    else:  # large: built on the meta device, weights streamed shard by shard in bf16
+        with torch.device("meta"):
+            model = MiBoTForActionGeneration(config)
+        model.config.dtype = torch.bfloat16
+        model.config.save_pretrained(str(out))
+        if variant.weights:
+            write_random_shards(model, out, seed)
     data = json.loads((out / "config.json").read_text())
     data.pop("_attn_implementation_autoset", None)
     _write_json(out / "config.json", data)
-
-
-def init_parameters(model: Any, seed: int) -> None:
-    """Deterministic random weights: matrices N(0, gain^2/fan_in), embeddings N(0, 1), norms 1, biases 0."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.ndim == 1:
-                param.fill_(1.0 if name.endswith("weight") else 0.0)
-                continue
-            if "embed_tokens" in name or name.endswith("pos_embed.weight"):
-                std = 1.0
-            else:
-                gain = next((g for suffix, g in _GAINS.items() if name.endswith(suffix)), 1.0)
-                std = gain / math.sqrt(param[0].numel())
-            param.copy_(torch.randn(param.shape, generator=generator) * std)

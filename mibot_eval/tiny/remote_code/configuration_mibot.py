@@ -52,7 +52,12 @@ class MiBoTDiTConfig(PretrainedConfig):
 
 
 class MiBoTConfig(PretrainedConfig):
-    """Top-level config of `MiBoTForActionGeneration` (`model_type="mibot"`)."""
+    """Top-level config of `MiBoTForActionGeneration` (`model_type="mibot"`).
+
+    `release_interface=True` limits the model to what the released checkpoints accept: one int `seed`
+    per forward, no committed prefix actions, and a module that loading keeps in fp32 (see the model's
+    docstring). The weights do not depend on it.
+    """
 
     model_type = "mibot"
     sub_configs = {"vlm_config": Qwen3VLConfig, "dit_config": MiBoTDiTConfig}
@@ -62,6 +67,7 @@ class MiBoTConfig(PretrainedConfig):
         vlm_config: dict[str, Any] | Qwen3VLConfig | None = None,
         dit_config: dict[str, Any] | MiBoTDiTConfig | None = None,
         num_inference_steps: int = 5,
+        release_interface: bool = False,
         **kwargs: Any,
     ) -> None:
         if isinstance(vlm_config, dict):
@@ -71,4 +77,5 @@ class MiBoTConfig(PretrainedConfig):
             dit_config = MiBoTDiTConfig(**dit_config)
         self.dit_config = dit_config if dit_config is not None else MiBoTDiTConfig()
         self.num_inference_steps = num_inference_steps
+        self.release_interface = bool(release_interface)
         super().__init__(**kwargs)

@@ -19,6 +19,16 @@ Optional, NOT in the released checkpoints (``supports_prefix_actions = True``): 
 them. At every Euler step the prefix positions of the noisy chunk are overwritten by the straight path
 ``(1 - t) * noise + t * prefix`` (inpainting), and the returned chunk holds the prefix exactly there.
 
+``config.release_interface = True`` (the ``--like-release`` checkpoint) keeps only what the released
+checkpoints have: ``seed`` must be ONE int (a list, tuple, tensor or array raises TypeError, as seeding a
+``torch.Generator`` with one does); its generator draws the noise of the whole batch at once,
+``torch.randn((B, T, 32), generator=...)``, so for B = 1 the noise equals the per-sample one above.
+``prefix_actions``/``prefix_length`` raise TypeError like any unexpected keyword argument, and
+``supports_per_sample_seed``/``supports_prefix_actions`` are False. Loading with ``dtype=torch.bfloat16``
+keeps the timestep embedder in fp32 (``_keep_in_fp32_modules_strict``), so only the release server's
+final ``.to(torch.bfloat16)`` makes the whole model bf16; the embedder computes in its own dtype, so the
+model runs either way.
+
 Structure: the VLM runs once with ``use_cache=True``; DiT layer i attends over the cached keys/values of
 VLM text layer ``L - N + i`` (N DiT layers) concatenated with its own tokens [state token(s), T noisy
 action tokens], causally among its own tokens, with M-RoPE positions continuing after the prompt.
@@ -30,6 +40,7 @@ uses the ``attn_implementation`` given to ``from_pretrained``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +82,16 @@ def _as_int_list(value: Any, batch_size: int, name: str) -> list[int]:
         raise TypeError(f"{name} must be an int or a sequence of ints, got {type(value).__name__}") from None
 
 
+def _release_seed(value: Any) -> int:
+    """The one int seed of the released forward; anything else is refused as torch's generator does."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(
+        f"seed must be one int (the released forward seeds one generator for the whole batch), got "
+        f"{type(value).__name__}; send one request per forward to seed each sample"
+    )
+
+
 def sample_noise(seeds: list[int], horizon: int, dim: int) -> torch.Tensor:
     """Per-sample flow-matching noise, (B, T, dim) fp32 on the CPU, one generator per sample."""
     chunks = []
@@ -96,8 +117,9 @@ class MiBoTTimestepEmbedder(nn.Module):
         self.linear_2 = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        emb = timestep_embedding(t, self.frequency_embedding_size).to(dtype)
-        return self.linear_2(F.silu(self.linear_1(emb)))
+        """(B,) flow times -> (B, hidden) in `dtype`, computed in the embedder's own dtype."""
+        emb = timestep_embedding(t, self.frequency_embedding_size).to(self.linear_1.weight.dtype)
+        return self.linear_2(F.silu(self.linear_1(emb))).to(dtype)
 
 
 class MiBoTDiTAttention(nn.Module):
@@ -210,6 +232,10 @@ class MiBoTForActionGeneration(MiBoTPreTrainedModel):
 
     def __init__(self, config: MiBoTConfig) -> None:
         super().__init__(config)
+        if getattr(config, "release_interface", False):
+            self.supports_per_sample_seed = False
+            self.supports_prefix_actions = False
+            self._keep_in_fp32_modules_strict = ["t_embedder"]
         dit = config.dit_config
         text = config.vlm_config.text_config
         if dit.num_key_value_heads != text.num_key_value_heads or dit.head_dim != text.head_dim:
@@ -257,17 +283,21 @@ class MiBoTForActionGeneration(MiBoTPreTrainedModel):
         action_mask: torch.Tensor | None = None,
         seed: int | list[int] | torch.Tensor | None = None,
         num_steps: int | None = None,
-        prefix_actions: torch.Tensor | None = None,
-        prefix_length: int | list[int] | torch.Tensor | None = None,
         pixel_values_videos: torch.Tensor | None = None,
         video_grid_thw: torch.LongTensor | None = None,
         return_dict: bool | None = None,
-        **kwargs: Any,
+        **extra: Any,
     ) -> MiBoTActionOutput | tuple[torch.Tensor]:
-        if kwargs:
-            raise TypeError(f"MiBoTForActionGeneration.forward got unexpected inputs: {sorted(kwargs)}")
+        """The action chunk; `extra` takes `prefix_actions`/`prefix_length` unless `release_interface`."""
+        release = bool(getattr(self.config, "release_interface", False))
+        prefix_actions = None if release else extra.pop("prefix_actions", None)
+        prefix_length = None if release else extra.pop("prefix_length", None)
+        if extra:
+            name = sorted(extra)[0]
+            raise TypeError(f"{type(self).__name__}.forward() got an unexpected keyword argument {name!r}")
         if seed is None:
             raise ValueError("`seed` is required: it seeds the flow-matching noise (an int or B ints)")
+        release_seed = _release_seed(seed) if release else None
         if input_ids is None or state is None or action_mask is None:
             raise ValueError("`input_ids`, `state` and `action_mask` are required")
         steps = int(num_steps if num_steps is not None else self.config.num_inference_steps)
@@ -319,7 +349,12 @@ class MiBoTForActionGeneration(MiBoTPreTrainedModel):
             [valid[:, None, :].expand(-1, q_len, -1), own[None].expand(bsz, -1, -1)], dim=-1
         )[:, None]
 
-        noise = sample_noise(_as_int_list(seed, bsz, "seed"), horizon, action_dim).to(device, dtype)
+        if release_seed is not None:  # one generator for the whole batch
+            generator = torch.Generator(device="cpu").manual_seed(release_seed)
+            noise = torch.randn((bsz, horizon, action_dim), generator=generator, dtype=torch.float32)
+        else:
+            noise = sample_noise(_as_int_list(seed, bsz, "seed"), horizon, action_dim)
+        noise = noise.to(device, dtype)
         prefix, prefix_mask = self._prefix(prefix_actions, prefix_length, bsz, horizon, action_dim, mask)
 
         x = noise
