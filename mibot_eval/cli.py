@@ -20,6 +20,19 @@ EPILOG = """examples:
 """
 
 
+def _workers(text: str) -> int | str:
+    """'auto' or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be >= 1, got {value}")
+    return value
+
+
 def _shard(text: str) -> tuple[int, int]:
     """'I/N': shard I (0-based) of N."""
     index, sep, count = text.partition("/")
@@ -86,10 +99,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                       help="tolerated drop in percentage points (default 0: only a regression can stop "
                       "the run early; e.g. 5 also stops once the candidate is shown not 5 pp worse)")
     g = p.add_argument_group("throughput and scale")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
+    g.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
                    help="run episodes in N simulator processes (Ray: N actors, default one per "
-                   "cluster CPU) whose observations are batched into one policy call; default: "
-                   "everything in this process")
+                   "cluster CPU) whose observations are batched into one policy call; default auto: "
+                   "as many as the machine holds (cores - 1, 1.5 GiB of memory each; printed at the "
+                   "start); --workers 1: everything in this process")
     g.add_argument("--batch-size", type=int, default=8, metavar="B",
                    help="most observations per policy call with --workers (default 8)")
     g.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",

@@ -36,7 +36,7 @@ class RunRequest:
     device: str | None = None
     execution_options: dict[str, Any] = field(default_factory=dict)
     # Throughput and scale (mibot_eval.parallel); None/defaults = one process.
-    workers: int | None = None  # simulator processes (local) or actors (ray)
+    workers: int | str | None = None  # simulator processes (local) or actors (ray); "auto": sized
     batch_size: int = 8  # observations per policy call when batching across simulators
     batch_wait_ms: float = 5.0  # longest wait for a batch to fill
     policy_url: str | None = None  # ws://HOST:PORT of `mibot-eval serve` (comma-separated: several)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mibot_eval.interrupts import deferred_signals
 from mibot_eval.ledger import Ledger
 from mibot_eval.parallel import options as parallel_options
 from mibot_eval.parallel.options import ParallelOptions
+from mibot_eval.parallel.sizing import auto_workers, eta_text
 from mibot_eval.planning import RunRequest, SuitePlan, plan_suites, run_dir_name, suite_context
 from mibot_eval.policy.load import (
     CheckpointIdentity,
@@ -48,12 +50,29 @@ def execute(request: RunRequest, policy: Any | None = None) -> Path:
         os.environ[TOKEN_FILE_ENV] = str(Path(request.token_file).resolve())
     info, named_only = _checkpoint_info(request, policy)
     plans = plan_suites(request, info)
+    if request.workers == "auto":
+        request = _auto_workers(request, plans)
     try:
         with deferred_signals():  # Ctrl-C / SIGTERM: errors.Interrupted at the next step
             return _execute(request, info, plans, policy, named_only)
     finally:
         for plan in plans:
             plan.adapter.close()
+
+
+def _auto_workers(request: RunRequest, plans: list[SuitePlan]) -> RunRequest:
+    """Resolve `--workers auto` for this machine and plan, and say so (with an ETA) on stderr."""
+    episodes = sum(len(p.episodes) for p in plans)
+    if request.backend == "ray" or request.replicas:
+        return dataclasses.replace(request, workers=None)  # Ray and --replicas size themselves
+    workers, why = auto_workers(episodes)
+    chosen = None if workers == 1 else workers
+    benchmarks = sorted({p.protocol.benchmark for p in plans})
+    label = "in this process" if chosen is None else f"{workers} simulator processes"
+    if request.progress:
+        print(f"mibot-eval: {label} ({why}; --workers N to choose); {episodes} episodes; "
+              f"{eta_text(episodes, benchmarks, workers)}", file=sys.stderr)
+    return dataclasses.replace(request, workers=chosen)
 
 
 def _checkpoint_info(request: RunRequest, policy: Any | None) -> tuple[CheckpointInfo, bool]:
