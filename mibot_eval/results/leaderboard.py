@@ -98,6 +98,7 @@ from mibot_eval.results.store import EPISODES_FILE, MANIFEST_FILE, RunStore, wri
 from mibot_eval.results.summary import (
     ESTIMATE_COLUMNS,
     csv_digits,
+    csv_text,
     dedupe,
     estimate_cells,
     execution_label,
@@ -328,19 +329,6 @@ def leaderboard_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def _none_if_nan(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
-
-
-def csv_text(frame: pd.DataFrame) -> str:
-    """A frame as CSV text in the project's cell format (None empty, booleans true/false)."""
-    return frame.map(_cell).to_csv(index=False, lineterminator="\n")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _csv_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from mibot_eval.results.summary import (
     Comparison,
     RunSummary,
     compare_reported,
+    csv_text,
     estimate_cells,
     execution_label,
     fmt,
@@ -218,19 +219,6 @@ def report_frame(summary: RunSummary) -> pd.DataFrame:
     """report.csv as a table: csv_rows with REPORT_COLUMNS (object cells, None where empty)."""
     rows = [{c: row.get(c) for c in REPORT_COLUMNS} for row in csv_rows(summary)]
     return pd.DataFrame(rows, columns=list(REPORT_COLUMNS), dtype=object)
-
-
-def csv_text(frame: pd.DataFrame) -> str:
-    """A frame as CSV text in the project's cell format (None empty, booleans true/false)."""
-    return frame.map(_cell).to_csv(index=False, lineterminator="\n")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    return str(value)
 
 
 def report_run(run_dir: Path, compare_with: str | None = None) -> str:

@@ -9,13 +9,14 @@ this module and on results/stats.py; none of them imports another.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from mibot_eval.config import _load_yaml, checkpoints_file, load_checkpoints
 from mibot_eval.errors import UserError
@@ -383,20 +384,23 @@ def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True) ->
     return cells
 
 
+def csv_text(frame: pd.DataFrame) -> str:
+    """A frame as CSV text in the project's cell format (None empty, booleans true/false)."""
+    return frame.map(csv_cell).to_csv(index=False, lineterminator="\n")
+
+
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write rows with fixed columns (None -> empty cell, bool -> true/false)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _cell(row.get(c)) for c in columns})
-    write_atomic(path, buffer.getvalue().encode("utf-8"))  # readers never see half a file
+    """Write rows with fixed columns, atomically (readers never see half a file)."""
+    frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns),
+                         dtype=object)
+    write_atomic(path, csv_text(frame).encode("utf-8"))
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """One CSV cell: None -> empty, booleans -> true/false, anything else str()."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     return str(value)
 
