@@ -22,7 +22,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -32,16 +31,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-
-from mibot_eval.types import Observation, PolicyRequest  # noqa: E402
-
-
-def _request() -> PolicyRequest:
-    rng = np.random.default_rng(0)
-    images = {label: rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
-              for label in ("Base View", "Left-Wrist View")}
-    return PolicyRequest(Observation(images, rng.normal(size=8), "pick up the black bowl."), "libero_all",
-                         seed=1234)
+from replica_scaling import _request, measure  # noqa: E402  (benchmarks/, beside this script)
 
 
 def render_seconds(frames: int = 20) -> dict[str, Any]:
@@ -93,38 +83,6 @@ def latency(checkpoint: Path, device: str, attn: str | None, repeats: int = 20) 
     if device.startswith("cuda"):
         out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return out
-
-
-def replica_rate(checkpoint: Path, device: str, replicas: int, seconds: float) -> dict[str, Any]:
-    from mibot_eval.parallel.replicas import ReplicaServers
-    from mibot_eval.policy.remote import RemotePolicy
-
-    start = time.perf_counter()
-    with ReplicaServers(replicas, checkpoint=str(checkpoint), device=device) as servers:
-        started = time.perf_counter() - start
-        clients = [RemotePolicy(servers.urls[i % replicas], token_file=servers.token_file)
-                   for i in range(replicas)]
-        for client in clients:
-            client.infer([_request()])
-        counts = [0] * replicas
-        stop = time.monotonic() + seconds
-
-        def loop(i: int) -> None:
-            while time.monotonic() < stop:
-                clients[i].infer([_request()])
-                counts[i] += 1
-
-        threads = [threading.Thread(target=loop, args=(i,)) for i in range(replicas)]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - t0
-        for client in clients:
-            client.close()
-    return {"replicas": replicas, "chunks_per_s": round(sum(counts) / elapsed, 2),
-            "start_s": round(started, 1), "seconds": round(elapsed, 1)}
 
 
 def main() -> None:
@@ -179,7 +137,8 @@ def main() -> None:
         result["latency_flash_attention_2"] = {"skipped": "flash-attn is not importable"}
         save()
     for replicas in (int(r) for r in args.replicas.split(",")):
-        step(f"replicas_{replicas}", lambda r=replicas: replica_rate(folder, args.device, r, args.seconds))
+        step(f"replicas_{replicas}", lambda r=replicas: measure(r, args.seconds, checkpoint=str(folder),
+                                                                device=args.device))
     result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     save()
 

@@ -51,15 +51,19 @@ class SlowPolicy:
 
 
 def _request() -> PolicyRequest:
+    """A LIBERO-shaped request: two 256x256 views, an 8-d state, a seed."""
     view = np.zeros((256, 256, 3), np.uint8)
     images = {"Base View": view, "Left-Wrist View": view}
     return PolicyRequest(Observation(images, np.zeros(8), "pick it up."), "libero_all", seed=1)
 
 
-def measure(replicas: int, seconds: float) -> float:
-    """chunks/s with `replicas` replicas and as many clients."""
-    factory = f"{Path(__file__).stem}:SlowPolicy"
-    with ReplicaServers(replicas, checkpoint="bench", factory=factory) as servers:
+def measure(replicas: int, seconds: float, checkpoint: str = "bench", factory: str | None = None,
+            device: str | None = None) -> dict[str, float]:
+    """chunks/s with `replicas` replica processes (a checkpoint, or a policy factory "module:attr")
+    and as many clients sending back to back; also the replicas' start time."""
+    start = time.perf_counter()
+    with ReplicaServers(replicas, checkpoint=checkpoint, factory=factory, device=device) as servers:
+        started = time.perf_counter() - start
         clients = [RemotePolicy(servers.urls[i % replicas], token_file=servers.token_file)
                    for i in range(replicas)]
         for client in clients:
@@ -73,15 +77,16 @@ def measure(replicas: int, seconds: float) -> float:
                 counts[i] += 1
 
         threads = [threading.Thread(target=loop, args=(i,)) for i in range(replicas)]
-        start = time.monotonic()
+        t0 = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.monotonic() - start
+        elapsed = time.monotonic() - t0
         for client in clients:
             client.close()
-    return sum(counts) / elapsed
+    return {"replicas": replicas, "chunks_per_s": round(sum(counts) / elapsed, 2),
+            "start_s": round(started, 1), "seconds": round(elapsed, 1)}
 
 
 def main() -> None:
@@ -96,7 +101,7 @@ def main() -> None:
     print("|---|---|---|")
     base = None
     for r in (int(x) for x in args.replicas.split(",")):
-        rate = measure(r, args.seconds)
+        rate = measure(r, args.seconds, factory=f"{Path(__file__).stem}:SlowPolicy")["chunks_per_s"]
         base = base or rate
         print(f"| {r} | {rate:.1f} | {rate / base:.2f}x |", flush=True)
 
