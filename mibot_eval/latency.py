@@ -31,10 +31,11 @@ CSV_FIELDS = (
     "ci95_high", "errors", "idle_steps_per_episode", "idle_switch_fraction",
     "dropped_actions_per_episode", "latency_p50_ms", "latency_p95_ms",
     "seam_jump_l2", "seam_jump_l2_ci95_low", "seam_jump_l2_ci95_high",
+    "plan_vs_executed_l2", "plan_vs_executed_l2_ci95_low", "plan_vs_executed_l2_ci95_high",
     "seam_vs_old_chunk_l2", "seam_vs_old_chunk_l2_ci95_low", "seam_vs_old_chunk_l2_ci95_high",
     "time_to_success_s", "time_to_success_s_ci95_low", "time_to_success_s_ci95_high", "prefix", "run",
 )
-MOTION_BANDS = ("seam_jump_l2", "seam_vs_old_chunk_l2", "time_to_success_s")
+MOTION_BANDS = ("seam_jump_l2", "plan_vs_executed_l2", "seam_vs_old_chunk_l2", "time_to_success_s")
 
 
 @dataclass
@@ -159,14 +160,16 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str, control_hz: float |
         ax2.set_ylabel("idle steps / episode (dashed)", color="tab:gray")
         ax2.set_ylim(0, max(1.0, max(idle)) * 1.1)
         ax.set_xticks(xs)
-        _band(seam_ax, rows, "seam_jump_l2", "tab:red")
-        _band(time_ax, rows, "time_to_success_s", "tab:green")
+        _band(seam_ax, rows, "seam_jump_l2", "tab:red", "seam jump |a_t - a_{t-1}|")
+        _band(seam_ax, rows, "plan_vs_executed_l2", "tab:purple", "new plan vs executed, elapsed steps")
+        seam_ax.legend(fontsize=7, loc="upper left")
+        _band(time_ax, rows, "time_to_success_s", "tab:green", "time to success")
         title += f"\n(n = {rows[0]['episodes']} episodes per delay; bars: Wilson, bands: bootstrap 95%)"
     fig.suptitle(title, fontsize=9)
     time_ax.set_xlabel("inference delay d (control steps)")
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(-5, 105)
-    seam_ax.set_ylabel("seam jump |a_t - a_{t-1}|\n(action units)")
+    seam_ax.set_ylabel("seam discontinuity\n(action units)")
     time_ax.set_ylabel("time to success (s)\n(successful episodes)")
     for axis in axes:
         axis.grid(True, alpha=0.3)
@@ -181,14 +184,13 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str, control_hz: float |
     plt.close(fig)
 
 
-def _band(axis: Any, rows: list[dict[str, Any]], name: str, color: str) -> None:
+def _band(axis: Any, rows: list[dict[str, Any]], name: str, color: str, label: str) -> None:
     points = [(r["delay_steps"], r[name], r[f"{name}_ci95_low"], r[f"{name}_ci95_high"]) for r in rows
               if r.get(name) is not None]
     if not points:
-        axis.text(0.5, 0.5, "no data", transform=axis.transAxes, ha="center", color="gray")
         return
     xs, ys, lows, highs = zip(*points, strict=True)
-    axis.plot(xs, ys, marker="o", color=color)
+    axis.plot(xs, ys, marker="o", color=color, label=label)
     axis.fill_between(xs, lows, highs, color=color, alpha=0.2)
 
 

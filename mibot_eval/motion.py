@@ -13,6 +13,10 @@ chunk action (a chunk switch, or the first chunk after a policy reset).
                            step, of |first new action - the action the old chunk would have executed
                            there| (None without such a seam: e.g. sync with chunk length = replan)
   seam_jump_l2             mean |a_t - a_{t-1}| at seams (t the seam step; a_{t-1} may be a hold)
+  plan_vs_executed_l2      mean, over the steps a chunk's request was in flight (its first d actions,
+                           dropped as elapsed), of |the chunk's action for that step - the action
+                           executed there|: how far a new plan starts from what the robot did
+                           meanwhile (0 when a committed-action prefix pins it; None in sync mode)
   inside_jump_l2           mean |a_t - a_{t-1}| for consecutive actions of the same chunk
   jerk_inside_l2           mean |a_t - 3a_{t-1} + 3a_{t-2} - a_{t-3}| (third difference) with all four
                            actions from one chunk; jerk_seam_l2: the same over windows that are not
@@ -29,8 +33,8 @@ from typing import Any
 import numpy as np
 
 METRICS = ("steps", "time_to_success_steps", "time_to_success_s", "seams", "seam_vs_old_chunk_l2",
-           "seam_jump_l2", "inside_jump_l2", "jerk_inside_l2", "jerk_seam_l2", "idle_fraction",
-           "gripper_toggles")
+           "seam_jump_l2", "plan_vs_executed_l2", "inside_jump_l2", "jerk_inside_l2", "jerk_seam_l2",
+           "idle_fraction", "gripper_toggles")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,17 @@ def motion_metrics(trace: Sequence[Executed], chunks: Sequence[ChunkRecord], suc
         elif previous_chunk is not None and t > 0 and ids[t - 1] == e.chunk:
             inside.append(float(np.linalg.norm(motion[t] - motion[t - 1])))
         previous_chunk = e.chunk
+    plan_gap = []
+    first_step = {}  # chunk -> the first step it executed
+    for e in trace:
+        if e.chunk is not None:
+            first_step.setdefault(e.chunk, e.step)
+    for t, e in enumerate(trace):  # steps executed while a later chunk was in flight, in its span
+        for c, start in first_step.items():
+            chunk = chunks[c]
+            i = e.step - chunk.origin
+            if e.chunk != c and chunk.origin <= e.step < start and 0 <= i < len(chunk.actions):
+                plan_gap.append(float(np.linalg.norm(motion[t] - chunk.actions[i][: motion.shape[1]])))
     jerk_in, jerk_seam = [], []
     for t in range(3, n):
         j = float(np.linalg.norm(motion[t] - 3 * motion[t - 1] + 3 * motion[t - 2] - motion[t - 3]))
@@ -96,6 +111,7 @@ def motion_metrics(trace: Sequence[Executed], chunks: Sequence[ChunkRecord], suc
         "seams": seams,
         "seam_vs_old_chunk_l2": _mean(seam_old),
         "seam_jump_l2": _mean(seam_jump),
+        "plan_vs_executed_l2": _mean(plan_gap),
         "inside_jump_l2": _mean(inside),
         "jerk_inside_l2": _mean(jerk_in),
         "jerk_seam_l2": _mean(jerk_seam),

@@ -124,12 +124,12 @@ def test_motion_columns_are_means_over_episodes_that_have_them(tmp_path) -> None
     text = (tmp_path / "leaderboard.csv").read_text()
     assert text.splitlines()[0] == ",".join(LEADERBOARD_COLUMNS)
     assert text.splitlines()[0].endswith(",runs,time_to_success_s,seam_jump_l2,inside_jump_l2,"
-                                         "seam_vs_old_chunk_l2,jerk_seam_l2,jerk_inside_l2,idle_fraction,"
+                                         "seam_vs_old_chunk_l2,plan_vs_executed_l2,jerk_seam_l2,jerk_inside_l2,idle_fraction,"
                                          "gripper_toggles")
     by = {r["suite"]: r for r in _csv(tmp_path / "leaderboard.csv")}
     spatial = by["libero_spatial"]
-    assert [spatial[c] for c in MOTION_COLUMNS] == ["2.0", "0.15", "0.015", "", "0.35", "0.04", "0.05", "2.5"]
-    assert [by["libero_goal"][c] for c in MOTION_COLUMNS] == ["", "0.6", "", "", "", "", "0.25", ""]
+    assert [spatial[c] for c in MOTION_COLUMNS] == ["2.0", "0.15", "0.015", "", "", "0.35", "0.04", "0.05", "2.5"]
+    assert [by["libero_goal"][c] for c in MOTION_COLUMNS] == ["", "0.6", "", "", "", "", "", "0.25", ""]
     assert all(by["libero_object"][c] == "" for c in MOTION_COLUMNS)
     # the aggregate pools its member suites' episodes: seam_jump_l2 over 0.1, 0.2, 0.6
     assert by["libero"]["seam_jump_l2"] == "0.3" and by["libero"]["gripper_toggles"] == "2.5"

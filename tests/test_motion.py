@@ -104,3 +104,16 @@ def test_metrics_of_an_empty_trace_are_none() -> None:
     assert motion_metrics([], [], None, 10.0)["seams"] is None
     trace = [Executed(0, np.zeros(7), None, None)]
     assert motion_metrics(trace, [ChunkRecord(0, np.zeros((1, 7)))], None, None)["idle_fraction"] == 1.0
+
+
+def test_the_plan_gap_is_zero_when_a_prefix_pins_the_new_chunk() -> None:
+    """d = 2: the new chunk's first two actions are for steps the robot already executed; with a
+    prefix they equal the executed ones (gap 0), without one they are whatever the model planned."""
+    config = ExecutionConfig("async", replan_steps=4, delay="fixed", delay_steps=2, control_hz=10.0)
+    old = _chunk([[0.0], [0.1], [0.2], [0.3]])
+    pinned = _chunk([[0.2], [0.3], [0.7], [0.8]])  # indices 0, 1 = the steps 2, 3 executed from `old`
+    free = _chunk([[0.9], [0.9], [0.7], [0.8]])
+    assert _run([old, pinned, pinned], config, steps=6).motion_metrics(None)["plan_vs_executed_l2"] == 0.0
+    gap = _run([old, free, free], config, steps=6).motion_metrics(None)["plan_vs_executed_l2"]
+    assert gap == pytest.approx((0.7 + 0.6) / 2)  # |0.9 - 0.2|, |0.9 - 0.3|
+    assert _run([old, old], SYNC, steps=8).motion_metrics(None)["plan_vs_executed_l2"] is None

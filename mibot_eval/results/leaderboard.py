@@ -60,6 +60,7 @@ that have the value (aggregate: over its member suites' episodes), empty when no
   seam_jump_l2          mean |a_t - a_{t-1}| at chunk seams
   inside_jump_l2        mean |a_t - a_{t-1}| between consecutive actions of one chunk
   seam_vs_old_chunk_l2  mean |first new action - what the replaced chunk would have executed|
+  plan_vs_executed_l2   mean |planned action - executed action| over steps the plan covers
   jerk_seam_l2          mean third-difference norm over windows that cross a seam
   jerk_inside_l2        mean third-difference norm inside one chunk
   idle_fraction         hold (idle) steps / steps
@@ -111,7 +112,7 @@ from mibot_eval.results.summary import (
 )
 
 MOTION_COLUMNS = ("time_to_success_s", "seam_jump_l2", "inside_jump_l2", "seam_vs_old_chunk_l2",
-                  "jerk_seam_l2", "jerk_inside_l2", "idle_fraction", "gripper_toggles")
+                  "plan_vs_executed_l2", "jerk_seam_l2", "jerk_inside_l2", "idle_fraction", "gripper_toggles")
 MOTION_DIGITS = 4
 LEADERBOARD_COLUMNS = (
     "checkpoint", "checkpoint_id", "suite", "kind", "protocol", "execution", "metric", "value",

@@ -150,6 +150,7 @@ def _task_sections(summary: RunSummary) -> list[str]:
 MOTION_ROWS = (  # (metric in metrics.motion, label)
     ("time_to_success_s", "time to success (s, successful episodes)"),
     ("seam_jump_l2", "seam jump |a_t - a_{t-1}| at chunk switches"),
+    ("plan_vs_executed_l2", "new plan vs executed over its elapsed steps"),
     ("inside_jump_l2", "jump between actions inside a chunk"),
     ("seam_vs_old_chunk_l2", "first new action vs the replaced chunk's"),
     ("jerk_seam_l2", "jerk across seams (third difference)"),
