@@ -181,3 +181,94 @@ def _check_inspect(suite, task_id, trial, expected, release_bodies) -> None:
     assert {n: (b["pos"], b["quat"]) for n, b in info["scene"]["bodies"].items()} == {
         n: (b["pos"], b["quat"]) for n, b in release_bodies.items()}
     assert "/no_cot" in info["prompt"] and instruction in info["prompt"]
+
+
+def _physics(env) -> np.ndarray:
+    """The MjData integration state (time, qpos, qvel, act, warm start, ctrl, mocap, applied forces)."""
+    import mujoco
+
+    model, data = env.sim.model._model, env.sim.data._data
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state, spec)
+    return state
+
+
+def _drive(step, trial: int, steps: int) -> list:
+    """Random actions over the whole box (the gripper toggles), observing every 10th step."""
+    rng = np.random.default_rng(1000 + trial)
+    return [step(rng.uniform(-1.0, 1.0, 7), observe=(i % 10 == 9)) for i in range(steps)]
+
+
+def _release_step(release: ReleaseTrial):
+    def step(action, observe):
+        obs, _, done, _ = release.env.step(action)
+        images = tuple(obs[k][::-1, ::-1].tobytes() for k in ("agentview_image", "robot0_eye_in_hand_image"))
+        state = np.concatenate([obs["robot0_eef_pos"], obs["robot0_gripper_qpos"]]).tobytes()
+        return _physics(release.env.env).tobytes(), bool(done), images if observe else None, state
+    return step
+
+
+def _adapter_step(adapter: LiberoAdapter):
+    def step(action, observe):
+        result = adapter.step(action, observe)
+        obs = adapter._last_obs
+        images = None
+        if observe:
+            images = tuple(result.observation.images[v].tobytes() for v in ("Base View", "Left-Wrist View"))
+        state = np.concatenate([obs["robot0_eef_pos"], obs["robot0_gripper_qpos"]]).tobytes()
+        return _physics(adapter._env.env).tobytes(), result.success, images, state
+    return step
+
+
+STEPS = 30
+_RELEASE_RUNS: dict[str, tuple[bytes, list]] = {}
+
+
+def _release_trial_1(suite: str) -> tuple[bytes, list]:
+    """A new env's trial 1 of task 0: its start state and STEPS driven steps (computed once)."""
+    if suite not in _RELEASE_RUNS:
+        release = ReleaseTrial(suite, 0, 1, observe=True)
+        try:
+            start = _physics(release.env.env).tobytes()
+            _RELEASE_RUNS[suite] = start, _drive(_release_step(release), 1, STEPS)
+        finally:
+            release.close()
+    return _RELEASE_RUNS[suite]
+
+
+def _reused_trial_1(suite: str, trial_0_steps: int) -> tuple[bytes, list]:
+    """The adapter's trial 1 of task 0 after trial 0 ran `trial_0_steps` random steps on the same env."""
+    adapter = LiberoAdapter(load_suite(suite))
+    try:
+        specs = adapter.episodes(tasks=[0], episodes_per_task=2)
+        adapter.reset(specs[0])
+        _drive(_adapter_step(adapter), 0, trial_0_steps)
+        assert adapter._scene is not None and adapter._scene.ready
+        adapter.reset(specs[1])  # soft
+        return _physics(adapter._env.env).tobytes(), _drive(_adapter_step(adapter), 1, STEPS)
+    finally:
+        adapter.close()
+
+
+@pytest.mark.parametrize("suite", ["libero_spatial", "libero_10"])
+def test_a_reused_scene_runs_whole_trials_as_a_new_env(suite) -> None:
+    """The adapter soft resets every trial after a task's first (libero_reset.py). After another trial
+    moved the arm and the gripper, trial 1 must equal a new env seeded 7: MjData integration state at
+    every step, observed images, robot state, success (libero_spatial: a placed cabinet; libero_10:
+    kitchen and living-room scenes)."""
+    start, expected = _release_trial_1(suite)
+    got_start, got = _reused_trial_1(suite, trial_0_steps=STEPS)
+    assert got_start == start
+    for i, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
+        assert mine == theirs, f"{suite} trial 1 step {i} differs from a new env"
+
+
+def test_without_zeroing_the_gripper_a_soft_reset_diverges(monkeypatch) -> None:
+    """The check above can fail: a soft reset that keeps a gripper's integrated command does."""
+    import mibot_eval.suites.libero_reset as libero_reset
+
+    monkeypatch.setattr(libero_reset, "fresh_gripper_command", np.ones)  # a stale current_action
+    _, expected = _release_trial_1("libero_spatial")
+    _, got = _reused_trial_1("libero_spatial", trial_0_steps=0)
+    assert got != expected
