@@ -46,18 +46,33 @@ def execute(request: RunRequest, policy: Any | None = None) -> Path:
 
     policy: use this object instead of loading the checkpoint (any object with `infer`)."""
     chatter.set_log(None, verbose=request.verbose)  # -v: simulator output on the terminal from the start
-    if request.token_file is not None:  # RemotePolicy reads it here, in workers and in Ray actors
-        os.environ[TOKEN_FILE_ENV] = str(Path(request.token_file).resolve())
-    info, named_only = _checkpoint_info(request, policy)
-    plans = plan_suites(request, info)
-    if request.workers == "auto":
-        request = _auto_workers(request, plans)
-    try:
-        with deferred_signals():  # Ctrl-C / SIGTERM: errors.Interrupted at the next step
-            return _execute(request, info, plans, policy, named_only)
-    finally:
-        for plan in plans:
-            plan.adapter.close()
+    with contextlib.ExitStack() as stack:
+        if request.token_file is not None:  # RemotePolicy reads it here, in workers and in Ray actors
+            scoped_environ(stack, TOKEN_FILE_ENV, str(Path(request.token_file).resolve()))
+        info, named_only = _checkpoint_info(request, policy)
+        plans = plan_suites(request, info)
+        if request.workers == "auto":
+            request = _auto_workers(request, plans)
+        try:
+            with deferred_signals():  # Ctrl-C / SIGTERM: errors.Interrupted at the next step
+                return _execute(request, info, plans, policy, named_only)
+        finally:
+            for plan in plans:
+                plan.adapter.close()
+
+
+def scoped_environ(stack: contextlib.ExitStack, name: str, value: str) -> None:
+    """Set an environment variable until `stack` closes (a later run in this process starts clean)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+    stack.callback(restore)
 
 
 def _auto_workers(request: RunRequest, plans: list[SuitePlan]) -> RunRequest:
@@ -160,7 +175,7 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
         servers = stack.enter_context(ReplicaServers(
             options.replicas, checkpoint=request.checkpoint, device=request.device,
             batch_size=options.batch_size, batch_wait_ms=options.batch_wait_s * 1000))
-        os.environ[TOKEN_FILE_ENV] = str(servers.token_file)  # the workers' RemotePolicy reads it
+        scoped_environ(stack, TOKEN_FILE_ENV, str(servers.token_file))  # the workers' RemotePolicy reads it
         options = dataclasses.replace(options, policy_urls=tuple(servers.urls))
     if request.backend == "ray":
         from mibot_eval.parallel.ray_backend import RayBackend

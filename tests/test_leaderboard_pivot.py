@@ -41,17 +41,37 @@ def results(tmp_path) -> Path:
     """Full LIBERO (sync), a partial async LIBERO run of the same checkpoint, a partial Google Robot VM
     run, and a LIBERO run with a non-official protocol (max_steps=100)."""
     root = tmp_path / "results"
-    counts = {"libero_spatial": [50] * 4 + [49] * 6, "libero_object": [50] * 10,
-              "libero_goal": [50] * 4 + [49] * 6, "libero_10": [50] * 2 + [49] * 2 + [48] * 6}
+    counts = {
+        "libero_spatial": [50] * 4 + [49] * 6,
+        "libero_object": [50] * 10,
+        "libero_goal": [50] * 4 + [49] * 6,
+        "libero_10": [50] * 2 + [49] * 2 + [48] * 6,
+    }
     libero_run(root, "libero_full", counts)
-    write_run(root, "libero_async", "Xiaomi-Robotics-0-LIBERO", {s: official(s) for s in LIBERO},
-              [r for s in LIBERO for r in task_records(s, 0, 4, 5)], execution=ASYNC)
-    vm = [r for i, (name, k) in enumerate(zip(VM_TASKS, (9, 8, 7, 8, 6), strict=True))
-          for r in task_records("simpler_google_vm", i, k, 10, task_name=name, benchmark="simpler")]
-    write_run(root, "vm", "Xiaomi-Robotics-0-SimplerEnv-Google-Robot",
-              {"simpler_google_vm": official("simpler_google_vm")}, vm, checkpoint_id="d00d")
-    libero_run(root, "finetune_max100", {s: [5] for s in LIBERO}, episodes=5, checkpoint="my-finetune",
-               max_steps=100)
+    write_run(
+        root,
+        "libero_async",
+        "Xiaomi-Robotics-0-LIBERO",
+        {s: official(s) for s in LIBERO},
+        [r for s in LIBERO for r in task_records(s, 0, 4, 5)],
+        execution=ASYNC,
+    )
+    vm = [
+        r
+        for i, (name, k) in enumerate(zip(VM_TASKS, (9, 8, 7, 8, 6), strict=True))
+        for r in task_records("simpler_google_vm", i, k, 10, task_name=name, benchmark="simpler")
+    ]
+    write_run(
+        root,
+        "vm",
+        "Xiaomi-Robotics-0-SimplerEnv-Google-Robot",
+        {"simpler_google_vm": official("simpler_google_vm")},
+        vm,
+        checkpoint_id="d00d",
+    )
+    libero_run(
+        root, "finetune_max100", {s: [5] for s in LIBERO}, episodes=5, checkpoint="my-finetune", max_steps=100
+    )
     return root
 
 
@@ -67,15 +87,24 @@ def test_pivot_markdown_csv_and_png(results, tmp_path) -> None:
     assert pivot_csv.read_text().splitlines()[0] == ",".join(PIVOT_COLUMNS)
     by = {(r["checkpoint"], r["execution"]): r for r in _csv(pivot_csv)}
     # one row per (checkpoint, execution); the non-official run is in the long table only
-    assert sorted(by) == [("Xiaomi-Robotics-0-LIBERO", "async,delay_steps=2,replan_steps=10"),
-                          ("Xiaomi-Robotics-0-LIBERO", "sync,replan_steps=10"),
-                          ("Xiaomi-Robotics-0-SimplerEnv-Google-Robot", "sync,replan_steps=10")]
+    assert sorted(by) == [
+        ("Xiaomi-Robotics-0-LIBERO", "async,delay_steps=2,replan_steps=10"),
+        ("Xiaomi-Robotics-0-LIBERO", "sync,replan_steps=10"),
+        ("Xiaomi-Robotics-0-SimplerEnv-Google-Robot", "sync,replan_steps=10"),
+    ]
     assert any(r["checkpoint"] == "my-finetune" and r["suite"] == "libero" for r in rows)
     full = by[("Xiaomi-Robotics-0-LIBERO", "sync,replan_steps=10")]
-    assert (full["libero_average"], full["libero_average_ci_low"], full["libero_average_ci_high"],
-            full["libero_average_partial"]) == ("98.7", "98.2", "99.15", "false")
-    assert all(full[c] == "" for c in PIVOT_COLUMNS if not c.startswith(("libero_average", "checkpoint",
-                                                                         "execution")))
+    assert (
+        full["libero_average"],
+        full["libero_average_ci_low"],
+        full["libero_average_ci_high"],
+        full["libero_average_partial"],
+    ) == ("98.7", "98.2", "99.15", "false")
+    assert all(
+        full[c] == ""
+        for c in PIVOT_COLUMNS
+        if not c.startswith(("libero_average", "checkpoint", "execution"))
+    )
     fast = by[("Xiaomi-Robotics-0-LIBERO", "async,delay_steps=2,replan_steps=10")]
     assert fast["libero_average"] == "80.0" and fast["libero_average_partial"] == "true"
     vm = by[("Xiaomi-Robotics-0-SimplerEnv-Google-Robot", "sync,replan_steps=10")]
@@ -84,9 +113,11 @@ def test_pivot_markdown_csv_and_png(results, tmp_path) -> None:
     assert vm["checkpoint_id"] == "d00d" and vm["libero_average"] == ""
     lines = markdown.splitlines()
     start = lines.index("## Pivot: benchmark headlines")
-    assert lines[start + 4] == ("| checkpoint | execution | LIBERO average (%) | CALVIN ABC→D avg. length | "
-                                "CALVIN ABCD→D avg. length | Google Robot VM (%) | Google Robot VA (%) | "
-                                "WidowX (%) |")
+    assert lines[start + 4] == (
+        "| checkpoint | execution | LIBERO average (%) | CALVIN ABC→D avg. length | "
+        "CALVIN ABCD→D avg. length | Google Robot VM (%) | Google Robot VA (%) | "
+        "WidowX (%) |"
+    )
     assert "| Xiaomi-Robotics-0-LIBERO | sync,replan_steps=10 | 98.7 [98.2, 99.2] |  |  |  |  |  |" in lines
     async_line = next(line for line in lines if line.startswith("| Xiaomi-Robotics-0-LIBERO | async"))
     assert "| 80.0 [" in async_line and "] (partial) |" in async_line
@@ -109,12 +140,24 @@ def _motion(**values: float | None) -> dict[str, float | None]:
 
 def test_motion_columns_are_means_over_episodes_that_have_them(tmp_path) -> None:
     records = task_records("libero_spatial", 0, 2, 3, errors=1)
-    records[0]["metrics"]["motion"] = _motion(time_to_success_s=2.0, seam_jump_l2=0.1, inside_jump_l2=0.01,
-                                              jerk_seam_l2=0.3, jerk_inside_l2=0.03, idle_fraction=0.0,
-                                              gripper_toggles=2)
-    records[1]["metrics"]["motion"] = _motion(time_to_success_s=None, seam_jump_l2=0.2, inside_jump_l2=0.02,
-                                              jerk_seam_l2=0.4, jerk_inside_l2=0.05, idle_fraction=0.1,
-                                              gripper_toggles=3)
+    records[0]["metrics"]["motion"] = _motion(
+        time_to_success_s=2.0,
+        seam_jump_l2=0.1,
+        inside_jump_l2=0.01,
+        jerk_seam_l2=0.3,
+        jerk_inside_l2=0.03,
+        idle_fraction=0.0,
+        gripper_toggles=2,
+    )
+    records[1]["metrics"]["motion"] = _motion(
+        time_to_success_s=None,
+        seam_jump_l2=0.2,
+        inside_jump_l2=0.02,
+        jerk_seam_l2=0.4,
+        jerk_inside_l2=0.05,
+        idle_fraction=0.1,
+        gripper_toggles=3,
+    )
     # records[2] has no metrics.motion; the errored episode's motion is not averaged in
     records[3]["metrics"]["motion"] = _motion(seam_jump_l2=100.0, gripper_toggles=100)
     others = [r for s in LIBERO[1:] for r in task_records(s, 0, 1, 1)]
@@ -123,12 +166,24 @@ def test_motion_columns_are_means_over_episodes_that_have_them(tmp_path) -> None
     rebuild(tmp_path)
     text = (tmp_path / "leaderboard.csv").read_text()
     assert text.splitlines()[0] == ",".join(LEADERBOARD_COLUMNS)
-    assert text.splitlines()[0].endswith(",runs,time_to_success_s,seam_jump_l2,inside_jump_l2,"
-                                         "seam_vs_old_chunk_l2,plan_vs_executed_l2,jerk_seam_l2,jerk_inside_l2,idle_fraction,"
-                                         "gripper_toggles")
+    assert text.splitlines()[0].endswith(
+        ",runs,time_to_success_s,seam_jump_l2,inside_jump_l2,"
+        "seam_vs_old_chunk_l2,plan_vs_executed_l2,jerk_seam_l2,jerk_inside_l2,idle_fraction,"
+        "gripper_toggles"
+    )
     by = {r["suite"]: r for r in _csv(tmp_path / "leaderboard.csv")}
     spatial = by["libero_spatial"]
-    assert [spatial[c] for c in MOTION_COLUMNS] == ["2.0", "0.15", "0.015", "", "", "0.35", "0.04", "0.05", "2.5"]
+    assert [spatial[c] for c in MOTION_COLUMNS] == [
+        "2.0",
+        "0.15",
+        "0.015",
+        "",
+        "",
+        "0.35",
+        "0.04",
+        "0.05",
+        "2.5",
+    ]
     assert [by["libero_goal"][c] for c in MOTION_COLUMNS] == ["", "0.6", "", "", "", "", "", "0.25", ""]
     assert all(by["libero_object"][c] == "" for c in MOTION_COLUMNS)
     # the aggregate pools its member suites' episodes: seam_jump_l2 over 0.1, 0.2, 0.6
@@ -149,16 +204,34 @@ def test_every_published_figure_has_a_source_and_a_headline() -> None:
     assert "mibot_eval.data.published" in (ROOT / "pyproject.toml").read_text()
 
 
-@pytest.mark.parametrize("entry, problem", [
-    ({"model": "m", "suite": "libero", "metric": "average", "value": 90.0, "url": "https://x"},
-     "missing 'source'"),
-    ({"model": "m", "suite": "libero", "metric": "average", "value": 90.0, "source": " ", "url": "u"},
-     "missing 'source'"),
-    ({"model": "m", "suite": "libero_10", "metric": "success", "value": 90.0, "source": "s", "url": "u"},
-     "libero_10/success is not a headline"),
-    ({"model": "m", "suite": "libero", "metric": "average", "value": "90", "source": "s", "url": "u"},
-     "'value' must be a number"),
-])
+@pytest.mark.parametrize(
+    "entry, problem",
+    [
+        (
+            {"model": "m", "suite": "libero", "metric": "average", "value": 90.0, "url": "https://x"},
+            "missing 'source'",
+        ),
+        (
+            {"model": "m", "suite": "libero", "metric": "average", "value": 90.0, "source": " ", "url": "u"},
+            "missing 'source'",
+        ),
+        (
+            {
+                "model": "m",
+                "suite": "libero_10",
+                "metric": "success",
+                "value": 90.0,
+                "source": "s",
+                "url": "u",
+            },
+            "libero_10/success is not a headline",
+        ),
+        (
+            {"model": "m", "suite": "libero", "metric": "average", "value": "90", "source": "s", "url": "u"},
+            "'value' must be a number",
+        ),
+    ],
+)
 def test_a_figure_without_source_or_headline_is_refused(entry, problem) -> None:
     with pytest.raises(UserError, match=problem):
         parse_figures({"figures": [entry]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -183,3 +184,5 @@ def test_libero_with_policy_replicas_matches_single_process(tmp_path, tiny_check
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["parallel"]["replicas"] == 2 and manifest["parallel"]["workers"] == 2
     assert len(manifest["parallel"]["policy"]) == 2 and manifest["policy"]["kind"] == "remote"
+    # the replicas' private token is the run's alone: a later run in this process must not read it
+    assert "MIBOT_EVAL_TOKEN_FILE" not in os.environ
