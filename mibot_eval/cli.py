@@ -125,7 +125,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="Ray cluster to join: auto (the running cluster, default), local (a private "
                    "instance on this machine) or HOST:PORT")
     g.add_argument("--ray-policy-replicas", type=int, default=None, metavar="R",
-                   help="Ray: policy server replicas (default: one per GPU, at least one)")
+                   help="Ray: policy server replicas (default: one per GPU, at least one; more replicas than "
+                   "GPUs share them, e.g. 4 on one GPU ask for 0.25 each)")
     g.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="run only shard I (0-based) of N deterministic shards of the selected "
                    "episodes (own run folder; combine with `mibot-eval merge`)")

@@ -186,3 +186,13 @@ def test_libero_with_policy_replicas_matches_single_process(tmp_path, tiny_check
     assert len(manifest["parallel"]["policy"]) == 2 and manifest["policy"]["kind"] == "remote"
     # the replicas' private token is the run's alone: a later run in this process must not read it
     assert "MIBOT_EVAL_TOKEN_FILE" not in os.environ
+
+
+def test_ray_replicas_share_a_gpu_when_there_are_more_replicas_than_gpus() -> None:
+    from mibot_eval.parallel.ray_backend import replica_gpu_share
+
+    assert replica_gpu_share(0, 4) == 0.0  # CPU cluster: no GPU request
+    assert replica_gpu_share(1, 1) == 1.0 and replica_gpu_share(2, 2) == 1.0
+    assert replica_gpu_share(1, 4) == 0.25  # four replicas on one GPU
+    assert replica_gpu_share(2, 3) == 0.5  # 2 + 1 on two GPUs: each request fits on one GPU
+    assert replica_gpu_share(4, 2) == 1.0  # fewer replicas than GPUs: one whole GPU each

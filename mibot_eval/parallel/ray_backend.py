@@ -4,7 +4,8 @@ Cluster: `ray start --head` on one node, `ray start --address HEAD:6379` on the 
 mibot-eval install (and checkpoint cache or hub access) on every node; the driver joins with
 `--ray-address auto`. `--ray-address local` starts a private instance on this machine (on loopback).
 
-Policy: each replica is a Ray actor (one GPU each when the cluster has GPUs) that runs the
+Policy: each replica is a Ray actor (a GPU share when the cluster has GPUs: one GPU each, or a fraction
+when `--ray-policy-replicas` exceeds the GPUs, see `replica_gpu_share`) that runs the
 WebSocket policy server of mibot_eval.serve on its node; simulator actors connect to one replica each
 (round-robin), so batching across simulators, validation and the msgpack wire format are the
 server's, whatever the transport. `--policy ws://...` uses running servers instead; a Policy object
@@ -22,6 +23,7 @@ token authentication and keep its ports off untrusted networks).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -70,6 +72,15 @@ def _loopback_only() -> None:
         return
     ray_constants.ENABLE_RAY_CLUSTER = False
 
+
+
+def replica_gpu_share(gpus: int, replicas: int) -> float:
+    """The GPU fraction each policy replica asks Ray for: replicas spread evenly over the GPUs, and
+    several on one GPU share it (`--ray-policy-replicas 4` on one GPU: 0.25 each). Ray places a
+    fractional request on a single GPU, so the share is 1 / (replicas per GPU, rounded up)."""
+    if gpus <= 0:
+        return 0.0
+    return 1.0 / math.ceil(replicas / gpus)
 
 class SimActor:
     """A simulator process on some node (wrapped by ray.remote at run time)."""
@@ -188,7 +199,7 @@ class RayBackend:
             gpus = int(resources.get("GPU", 0))
             count = self.options.ray_policy_replicas or max(1, gpus)
             actor = ray.remote(PolicyReplica).options(
-                num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0)
+                num_gpus=replica_gpu_share(gpus, count), num_cpus=0 if gpus else 1, max_restarts=0)
             self.replicas = [actor.remote(self.request.checkpoint, self.request.device,
                                           self.options.batch_size, self.options.batch_wait_s * 1000)
                              for _ in range(count)]

@@ -14,8 +14,8 @@ state a hard reset rebuilds is rebuilt too:
 Everything else the hard reset rebuilds is reset by `_reset_internal` itself (robots and their
 controllers, observables, counters). `tests/test_libero_release_fidelity.py` checks the result against a
 new env per trial on the MjData integration state, every observed image and the state, over whole
-trials, in each LIBERO suite; the adapter falls back to hard resets where the suite asks for no hard
-reset at all (`hard_reset: false`).
+trials (libero_spatial and libero_10). Suites that ask for no hard reset at all (`hard_reset: false`)
+get robosuite's own soft reset, without this.
 """
 
 from __future__ import annotations
