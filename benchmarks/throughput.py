@@ -84,8 +84,19 @@ class CompletionWatch:
         self._thread.join()
 
 
+CPU_SECONDS: dict[Path, float] = {}  # results folder -> CPU seconds of this process and its children
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run_harness(policy, results: Path, args, **kw) -> tuple[float, float | None]:
-    """(wall time, steady-state seconds per episode: after each worker's first episode)."""
+    """(wall time, steady-state seconds per episode: after each worker's first episode).
+
+    Also notes in CPU_SECONDS the CPU time spent meanwhile by this process and the worker processes
+    (reaped when the run ends), so that cores busy = CPU seconds / wall seconds."""
     from mibot_eval.planning import RunRequest
     from mibot_eval.runner import execute
 
@@ -93,9 +104,10 @@ def run_harness(policy, results: Path, args, **kw) -> tuple[float, float | None]
                          episodes_per_task=args.episodes, max_steps=args.max_steps, video="none",
                          results_dir=results, **kw)
     with CompletionWatch(results) as watch:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         run_dir = execute(request, policy=policy)
         elapsed = time.perf_counter() - start
+        CPU_SECONDS[results] = _cpu_seconds() - cpu
     lines = (run_dir / "episodes.jsonl").read_text().splitlines()
     assert all(json.loads(line)["status"] == "ok" for line in lines), "an episode errored"
     first = kw.get("workers") or 1
@@ -233,11 +245,13 @@ def main() -> int:
         times["in_process"], steady["in_process"] = run_harness(policy, tmp_path / "a", args)
         times["workers1"], steady["workers1"] = run_harness(policy, tmp_path / "b", args, workers=1)
         times["workers2"], steady["workers2"] = run_harness(policy, tmp_path / "c", args, workers=2)
+        busy = {key: CPU_SECONDS[tmp_path / d] / times[key]
+                for key, d in (("in_process", "a"), ("workers1", "b"), ("workers2", "c"))}
         bare, harness = [], []
         for i in range(args.repeats):  # alternate, so drift on the machine hits both alike
             bare.append(run_bare(policy, args)[0])
             harness.append(run_harness(policy, tmp_path / f"h{i}", args)[0])
-    out["episodes_wall_s"], out["steady_s_per_episode"] = times, steady
+    out["episodes_wall_s"], out["steady_s_per_episode"], out["cores_busy"] = times, steady, busy
     out["bare_loop_s"], out["harness_s"] = bare, harness
     bare_s, harness_s = statistics.median(bare), statistics.median(harness)
 
@@ -246,14 +260,20 @@ def main() -> int:
     print(f"\n### Episodes: LIBERO libero_spatial, {args.tasks} tasks x {args.episodes} trials, "
           f"{args.max_steps} steps, tiny checkpoint, {os.cpu_count()} CPUs\n")
     print("| mode | wall time (s) | episodes/min (wall) | speed-up (wall) | steady state: "
-          "episodes/min | speed-up (steady) |")
-    print("|---|---|---|---|---|---|")
+          "episodes/min | speed-up (steady) | CPU cores busy |")
+    print("|---|---|---|---|---|---|---|")
     for name, key in rows:
         t, st = times[key], steady[key]
         print(f"| {name} | {t:.1f} | {60 * n_eps / t:.1f} | {times['workers1'] / t:.2f}x | "
-              f"{60 / st:.1f} | {steady['workers1'] / st:.2f}x |")
+              f"{60 / st:.1f} | {steady['workers1'] / st:.2f}x | {busy[key]:.2f} |")
+    cpus = os.cpu_count() or 1
     print("\n(wall: the whole `execute`, start-up and env builds included; steady state: after each "
-          "worker's first episode; speed-ups relative to --workers 1)")
+          "worker's first episode; speed-ups relative to --workers 1; CPU cores busy: CPU seconds of "
+          "this process and its workers / wall seconds)")
+    print(f"\nOne worker already keeps {busy['workers1']:.2f} of {cpus} cores busy (software EGL "
+          "renders with LP_NUM_THREADS = its share of the cores; the main process runs the policy), so "
+          f"on {cpus} cores --workers 2 can reach at most about {min(2, cpus) / busy['workers1']:.2f}x "
+          "of one worker.")
     print("\n### Policy throughput (tiny checkpoint, 2x256x256 views, 1 torch thread)\n")
     print("| path | batch 1: obs/s (latency ms) | batch 8: obs/s | batch 8 / batch 1 |")
     print("|---|---|---|---|")
