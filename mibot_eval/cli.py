@@ -115,7 +115,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--replicas", type=int, default=None, metavar="R",
                    help="R policy processes on this machine's device, each holding the model: R forwards "
                    "at batch 1 run at once (the released checkpoints take one seed per forward); "
-                   "implies --workers R unless given")
+                   "implies --workers R unless given (default with --workers auto on a CUDA device: as "
+                   "many as the GPU's free memory holds at about 12 GiB each, at most 4)")
     g.add_argument("--token-file", type=Path, default=None, metavar="FILE",
                    help="the policy server's shared token (the file given to `serve --token-file`)")
     g.add_argument("--backend", choices=("local", "ray"), default="local",

@@ -23,7 +23,7 @@ from mibot_eval.interrupts import deferred_signals
 from mibot_eval.ledger import Ledger
 from mibot_eval.parallel import options as parallel_options
 from mibot_eval.parallel.options import ParallelOptions
-from mibot_eval.parallel.sizing import auto_workers, eta_text
+from mibot_eval.parallel.sizing import auto_replicas, auto_workers, eta_text, gpu_free_memory_gb
 from mibot_eval.planning import RunRequest, SuitePlan, plan_suites, run_dir_name, suite_context
 from mibot_eval.policy.load import (
     CheckpointIdentity,
@@ -52,7 +52,7 @@ def execute(request: RunRequest, policy: Any | None = None) -> Path:
         info, named_only = _checkpoint_info(request, policy)
         plans = plan_suites(request, info)
         if request.workers == "auto":
-            request = _auto_workers(request, plans)
+            request = _auto_workers(request, plans, info, policy)
         try:
             with deferred_signals():  # Ctrl-C / SIGTERM: errors.Interrupted at the next step
                 return _execute(request, info, plans, policy, named_only)
@@ -75,19 +75,27 @@ def scoped_environ(stack: contextlib.ExitStack, name: str, value: str) -> None:
     stack.callback(restore)
 
 
-def _auto_workers(request: RunRequest, plans: list[SuitePlan]) -> RunRequest:
-    """Resolve `--workers auto` for this machine and plan, and say so (with an ETA) on stderr."""
+def _auto_workers(request: RunRequest, plans: list[SuitePlan], info: CheckpointInfo,
+                  policy: Any | None) -> RunRequest:
+    """Resolve `--workers auto` for this machine and plan (and, for a released checkpoint on a CUDA
+    device, `--replicas`), and say so (with an ETA) on stderr."""
     episodes = sum(len(p.episodes) for p in plans)
     if request.backend == "ray" or request.replicas:
         return dataclasses.replace(request, workers=None)  # Ray and --replicas size themselves
     workers, why = auto_workers(episodes)
+    replicas = 1
+    on_cuda = request.device is None or str(request.device).startswith("cuda")
+    if workers > 1 and policy is None and not request.policy_url and not info.tiny and on_cuda:
+        replicas, replicas_why = auto_replicas(gpu_free_memory_gb(), workers)
+        if replicas > 1:
+            why += f"; {replicas} policy replicas ({replicas_why}; --replicas R to choose)"
     chosen = None if workers == 1 else workers
     benchmarks = sorted({p.protocol.benchmark for p in plans})
     label = "in this process" if chosen is None else f"{workers} simulator processes"
     if request.progress:
         print(f"mibot-eval: {label} ({why}; --workers N to choose); {episodes} episodes; "
               f"{eta_text(episodes, benchmarks, workers)}", file=sys.stderr)
-    return dataclasses.replace(request, workers=chosen)
+    return dataclasses.replace(request, workers=chosen, replicas=replicas if replicas > 1 else None)
 
 
 def _checkpoint_info(request: RunRequest, policy: Any | None) -> tuple[CheckpointInfo, bool]:

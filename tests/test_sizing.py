@@ -37,3 +37,37 @@ def test_the_run_says_what_it_chose(tmp_path, fakesim, capsys, monkeypatch) -> N
                        results_dir=tmp_path / "r", video="none"), policy=ScriptedPolicy())
     err = capsys.readouterr().err
     assert "mibot-eval: in this process (2 cores" in err and "2 episodes" in err
+
+
+def test_auto_replicas_fit_the_gpu_and_the_simulators() -> None:
+    assert sizing.auto_replicas([], 15) == (1, "no CUDA device")
+    replicas, why = sizing.auto_replicas([139.0], 15)  # an H200: memory allows 11, the cap is 4
+    assert replicas == sizing.MAX_AUTO_REPLICAS_PER_GPU == 4 and "12 GiB per replica" in why
+    assert sizing.auto_replicas([30.0], 15)[0] == 2  # 30 GiB free / 12 GiB
+    assert sizing.auto_replicas([8.0], 15)[0] == 1  # not even one: one replica (the model loads or not)
+    assert sizing.auto_replicas([139.0], 3)[0] == 3  # never more replicas than simulators
+
+
+def _auto(monkeypatch, tmp_path, gpu: list[float], checkpoint: str, policy=None, **request):
+    from mibot_eval import runner
+    from mibot_eval.config import CheckpointInfo
+    from mibot_eval.planning import RunRequest
+
+    monkeypatch.setattr(sizing.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(sizing, "available_memory_gb", lambda: 100.0)
+    monkeypatch.setattr(runner, "gpu_free_memory_gb", lambda: gpu)
+    base = RunRequest(checkpoint=checkpoint, suites=["libero_spatial"], workers="auto",
+                      results_dir=tmp_path, progress=False, **request)
+    info = CheckpointInfo(name=checkpoint, tiny=checkpoint == "tiny")
+    return runner._auto_workers(base, [], info, policy)
+
+
+def test_a_released_checkpoint_on_a_gpu_gets_replicas(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr("mibot_eval.runner.auto_workers", lambda episodes: (15, "16 cores"))
+    chosen = _auto(monkeypatch, tmp_path, [139.0], "Xiaomi-Robotics-0-LIBERO")
+    assert (chosen.workers, chosen.replicas) == (15, 4)
+    assert _auto(monkeypatch, tmp_path, [], "Xiaomi-Robotics-0-LIBERO").replicas is None  # no GPU
+    assert _auto(monkeypatch, tmp_path, [139.0], "tiny").replicas is None  # batches per sample instead
+    assert _auto(monkeypatch, tmp_path, [139.0], "X", device="cpu").replicas is None
+    assert _auto(monkeypatch, tmp_path, [139.0], "X", policy_url="ws://h:1").replicas is None
+    assert _auto(monkeypatch, tmp_path, [139.0], "X", policy=object()).replicas is None  # policy given

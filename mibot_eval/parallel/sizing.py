@@ -1,4 +1,5 @@
-"""`--workers auto` (the command line's default): as many simulator processes as the machine holds.
+"""`--workers auto` (the command line's default): as many simulator processes as the machine holds,
+and on a CUDA machine as many batch-1 policy replicas as its GPU holds (released checkpoints).
 
 One core is left to the main process (the batcher and the single writer), every simulator needs
 about `ENV_MEMORY_GB` of memory (a LIBERO env, protocols.md: about 1.5 GB RSS), and there is no point
@@ -13,6 +14,13 @@ from __future__ import annotations
 import os
 
 ENV_MEMORY_GB = 1.5  # protocols.md, LIBERO CPU facts: about 1.5 GB RSS per env
+# GPU memory one policy replica of a released checkpoint needs: 9.43 GB of bf16 weights (the
+# release-size stand-in, `tiny-checkpoint --size release`) plus activations and the KV cache of one
+# batch-1 forward, about 2.5 GB (an estimate; benchmarks/gpu_check.sh measures it)
+REPLICA_MEMORY_GB = 12.0
+# at most this many auto replicas on one GPU: an assumption that more concurrent batch-1 forwards stop
+# adding chunks/s (benchmarks/gpu_check.sh measures 1, 2, 4, 8); `--replicas R` chooses more
+MAX_AUTO_REPLICAS_PER_GPU = 4
 # seconds per episode, one simulator, CPU (measured here, see README); None: unknown
 SECONDS_PER_EPISODE = {"libero": 7.1, "libero_pro": 7.1, "calvin": 60.0, "simpler": 15.0}
 
@@ -38,6 +46,30 @@ def auto_workers(episodes: int) -> tuple[int, str]:
            + (f"{memory:.0f} GiB free at {ENV_MEMORY_GB:g} GiB per simulator, " if memory is not None else "")
            + f"{episodes} episodes")
     return workers, why
+
+
+def gpu_free_memory_gb() -> list[float]:
+    """Free memory of each visible CUDA device (GiB); empty without torch or CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.mem_get_info(i)[0] / 2**30 for i in range(torch.cuda.device_count())]
+
+
+def auto_replicas(gpu_free_gb: list[float], workers: int) -> tuple[int, str]:
+    """(replicas, why): batch-1 policy processes for this machine's GPUs, at most one per worker.
+
+    Only the first GPU is used (`--replicas` places every replica on the run's device); a replica
+    needs `REPLICA_MEMORY_GB`, and at most `MAX_AUTO_REPLICAS_PER_GPU` share it."""
+    if not gpu_free_gb:
+        return 1, "no CUDA device"
+    by_memory = int(gpu_free_gb[0] // REPLICA_MEMORY_GB)
+    replicas = max(1, min(MAX_AUTO_REPLICAS_PER_GPU, by_memory, workers))
+    return replicas, (f"{gpu_free_gb[0]:.0f} GiB free on the GPU at about {REPLICA_MEMORY_GB:g} GiB per "
+                      f"replica, at most {MAX_AUTO_REPLICAS_PER_GPU} per GPU, {workers} simulators")
 
 
 def eta_text(episodes: int, benchmarks: list[str], workers: int) -> str:
