@@ -86,9 +86,11 @@ eval-simpler: simpler-args setup-simpler
 		$(if $(TASKS),--tasks $(TASKS)) $(if $(EPISODES),--episodes $(EPISODES)) \
 		$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(VIDEO) $(ARGS)
 
+# pytest-xdist processes for `make test`, each running one test file at a time (module fixtures stay shared)
+TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m ruff check mibot_eval tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 lint: setup
 	$(PY) -m ruff check mibot_eval tests benchmarks
