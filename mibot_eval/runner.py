@@ -93,7 +93,7 @@ def _auto_workers(request: RunRequest, plans: list[SuitePlan], info: CheckpointI
     benchmarks = sorted({p.protocol.benchmark for p in plans})
     label = "in this process" if chosen is None else f"{workers} simulator processes"
     if request.progress:
-        print(f"mibot-eval: {label} ({why}; --workers N to choose); {episodes} episodes; "
+        print(f"mibot-eval: {label} ({why}; --workers N to choose); "
               f"{eta_text(episodes, benchmarks, workers)}", file=sys.stderr)
     return dataclasses.replace(request, workers=chosen, replicas=replicas if replicas > 1 else None)
 

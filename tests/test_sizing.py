@@ -18,8 +18,9 @@ def test_auto_workers_leaves_a_core_and_fits_memory_and_episodes(monkeypatch) ->
 
 
 def test_eta_is_labelled_an_estimate() -> None:
-    text = sizing.eta_text(2000, ["libero"], 10)
-    assert "about 0.4 h" in text and "estimate" in text
+    text = sizing.eta_text(2000, ["libero"], 10)  # 2000 x 7.1 s / 10 = 1420 s
+    assert "about 24 min" in text and "estimate" in text
+    assert "about 3.9 h" in sizing.eta_text(2000, ["libero"], 1)
     assert "progress bar" in sizing.eta_text(10, ["unknown"], 1)
 
 

@@ -77,5 +77,6 @@ def eta_text(episodes: int, benchmarks: list[str], workers: int) -> str:
     if not episodes or any(p is None for p in per):
         return "ETA: the progress bar estimates it after the first episodes"
     seconds = episodes * max(p for p in per if p is not None) / max(1, workers)
-    return (f"ETA about {seconds / 3600:.1f} h (estimate: CPU seconds per episode measured on a 2-core "
+    span = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
+    return (f"ETA about {span} (estimate: CPU seconds per episode measured on a 2-core "
             "machine, software rendering; a GPU node is faster; the progress bar refines it)")
