@@ -6,8 +6,8 @@ task sees the first fixture draw after seeding (LIBERO places fixtures such as t
 global numpy RNG at each hard reset; init states do not cover them). The adapter reuses one env per
 task and re-seeds it before each trial's reset, which reproduces a freshly built env (tested on the
 placed bodies, images, states and sim states); no trial depends on what ran before it. Only the task's
-first trial hard resets; later ones soft reset the same scene (suites/libero_reset.py: about 10x
-cheaper, the same MjData and images as a new env, tested).
+first trial hard resets; later ones soft reset the same scene (suites/libero_reset.py: about 5x
+cheaper here, benchmarks/libero_reset.py; the same MjData and images as a new env, tested).
 
 Lazy rendering: robosuite samples camera observables during the control step's physics substeps, so
 an image rendered after `env.step` differs from the one robosuite would return. To stay
