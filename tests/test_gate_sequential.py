@@ -366,3 +366,23 @@ def test_the_gate_refuses_a_baseline_without_this_plans_episodes(tmp_path, fakes
     with pytest.raises(UserError, match="recorded none"):
         execute(_request(tmp_path, suite, "cand", tasks=[1], gate_against=str(baseline)),
                 policy=SignPolicy(+1))
+
+
+def test_workers_finishing_out_of_order_give_the_in_process_verdict(tmp_path, fakesim) -> None:
+    """Failures run to the step limit and finish after successes dispatched later: with 3 simulator
+    processes the gate still reads its rounds in dispatch order, so verdict and stopping unit are the
+    in-process ones, and `check` replays them."""
+    suite = write_suite(tmp_path, tasks=4, episodes=16, max_steps=8, step_sleep=0.004, success_at=1,
+                        success_sign=1.0)
+    baseline = execute(_request(tmp_path, suite, "base"), policy=SignPolicy(+1))
+    worse = SignPolicy(+1, {0: -1, 1: -1})  # tasks 0-1 lose every success, 2-3 unchanged
+    gates = {}
+    for name, kw in (("one", {}), ("three", {"workers": 3})):
+        run = execute(_request(tmp_path, suite, name, gate_against=str(baseline), **kw), policy=worse)
+        gates[name] = _manifest(run)["gate"]
+        replayed = check_regression(run, baseline).sequential
+        assert replayed is not None and replayed.decided_at == gates[name]["decided_at"]
+    one, three = gates["one"], gates["three"]
+    assert one["verdict"] == three["verdict"] == "regressed"
+    assert (one["decided_at"], one["rounds"]) == (three["decided_at"], three["rounds"])
+    assert three["recorded_episodes"] >= one["recorded_episodes"]
