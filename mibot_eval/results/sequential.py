@@ -46,7 +46,7 @@ Confidence sequence. The same two tests at every null value d (m_d = (1 + d) / 2
 round, an upper bound U = min{d : the regressed test rejects delta >= d} and a lower bound
 L = max{d : the not-worse test rejects delta <= d}; each holds with probability >= 1 - alpha
 simultaneously over all rounds, so also at the round the run stopped (the naive difference at an
-early stop overstates the drop). "regressed" is U < -Delta, "not worse" L > -Delta. Both wealths are
+early stop overstates the drop). "regressed" is U <= -Delta, "not worse" L >= -Delta. Both wealths are
 monotone in d (the factor's derivative in m_d has one sign for every X), so bisection finds U, L.
 
 References: G. Shafer, "Testing by betting", JRSS-A 184(2), 2021; V. Vovk and R. Wang, "E-values:
