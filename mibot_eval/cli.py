@@ -92,8 +92,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="show the simulators' own output (default: it goes to <run>/simulator.log)")
     gate = p.add_argument_group("sequential regression gate (see docs/regression-gate.md)")
     gate.add_argument("--gate-against", default=None, metavar="BASELINE_RUN",
-                      help="run episodes round-robin over tasks and stop as soon as an always-valid paired "
-                      "test decides: regressed, or not worse than BASELINE_RUN by more than --max-drop")
+                      help="run episodes in rounds that hold every task and stop as soon as an always-valid "
+                      "paired test decides: regressed, or not worse than BASELINE_RUN by more than "
+                      "--max-drop (the manifest's gate.verdict: regressed / not_worse / inconclusive)")
     gate.add_argument("--alpha", type=float, default=0.05, help="the gate's error level (default 0.05)")
     gate.add_argument("--max-drop", type=float, default=0.0, metavar="PP",
                       help="tolerated drop in percentage points (default 0: only a regression can stop "

@@ -1,45 +1,48 @@
-"""`run --gate-against BASELINE`: run in an order that covers every task early and stop as soon as
+"""`run --gate-against BASELINE`: dispatch the plan in rounds that cover every task and stop as soon as
 the sequential paired gate (results/sequential.py) has decided the candidate against a baseline run.
 
-Only episodes matched to the baseline count (same suite, key and protocol hash; a WidowX repeat
-counts once). The order is round-robin over the plan's tasks (trial 0 of every task, then trial 1,
-...), fixed and recorded in the manifest; a resumed run replays its recorded episodes first (in file
-order) and a stopped run can be continued to the full protocol by rerunning without the option.
+Only units matched to the baseline count (same suite, key and protocol hash; WidowX's deterministic
+copies form one unit, on both sides). The dispatch order is fixed by the plan before anything runs
+(results/gate_rounds.py: every task in every round; LIBERO: trial j of every task in round j), and the
+gate reads finished units in that order, never in the order they finish (failures run to the step
+limit and finish last: reading in completion order would favour the candidate with many workers). A
+resumed run's recorded episodes go through the same buffer, whatever order they were recorded in. A
+stopped run is an ordinary run: rerunning without the option completes the protocol, and then the
+gate's verdict no longer stands (`supersede_completed`: the fixed-N tests of `check` decide).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.paired import unit_outcomes
+from mibot_eval.results.gate_rounds import (
+    ORDER,
+    RoundBuffer,
+    build_rounds,
+    decode_units,
+    encode_units,
+    success,
+    unit_key,
+)
 from mibot_eval.results.sequential import SequentialGate
 from mibot_eval.results.store import RunStore
 from mibot_eval.types import EpisodeSpec
 
-ORDER = "round_robin"
+if TYPE_CHECKING:
+    from mibot_eval.planning import SuitePlan
 
 
 class GateDecided(BaseException):
     """The sequential gate decided: the backend stops (what is recorded stays recorded)."""
 
 
-def round_robin(specs: Sequence[EpisodeSpec]) -> list[EpisodeSpec]:
-    """Trial j of every (suite, task) before trial j + 1 of any, tasks in plan order."""
-    groups: dict[tuple[str, int], list[EpisodeSpec]] = {}
-    for spec in specs:
-        groups.setdefault((spec.suite, spec.task_id), []).append(spec)
-    order = list(groups)
-    depth = max((len(g) for g in groups.values()), default=0)
-    return [groups[key][j] for j in range(depth) for key in order if j < len(groups[key])]
-
-
 class GateSession:
-    """The baseline's outcomes and the gate's state during one run."""
+    """The baseline's units, the plan's rounds and the gate's state during one run."""
 
-    def __init__(self, baseline: str | Path, protocol_hashes: dict[str, str], alpha: float,
+    def __init__(self, baseline: str | Path, plans: Sequence[SuitePlan], alpha: float,
                  max_drop_pp: float) -> None:
         if not 0 < alpha < 1:
             raise UserError(f"--alpha must be between 0 and 1, got {alpha}")
@@ -54,27 +57,42 @@ class GateSession:
         records = store.records()
         for record in records:
             theirs.setdefault(str(record.get("suite")), record.get("protocol_hash"))
-        self.matched_suites = sorted(s for s, h in protocol_hashes.items() if theirs.get(s) == h)
+        mine = {p.protocol.name: p.protocol.protocol_hash() for p in plans}
+        self.matched_suites = sorted(s for s, h in mine.items() if theirs.get(s) == h)
         if not self.matched_suites:
             raise UserError(f"--gate-against {baseline}: no suite of this run has the baseline's protocol "
-                            f"(this run: {protocol_hashes}; baseline: {theirs})")
+                            f"(this run: {mine}; baseline: {theirs})")
         self.baseline = str(path)
-        self.outcomes = unit_outcomes(r for r in records if r.get("suite") in self.matched_suites)
+        groups: dict[str, list[float]] = {}
+        for record in records:
+            if record.get("suite") in self.matched_suites:
+                groups.setdefault(unit_key(record), []).append(success(record))
+        baseline_units = {u: sum(v) / len(v) for u, v in groups.items()}
+        self.specs = [s for p in plans for s in p.episodes]
+        members = _plan_units(plans, set(self.matched_suites))
+        matched = [u for u in members if u in baseline_units]
+        if not matched:
+            raise UserError(f"--gate-against {baseline}: the baseline recorded none of this run's episodes "
+                            f"of {', '.join(self.matched_suites)}")
+        self.units = decode_units(encode_units(matched))  # the order replay_recorded rebuilds
+        self.rounds = build_rounds(self.units)
         self.gate = SequentialGate(alpha, max_drop_pp / 100)
-        self.seen: set[str] = set()
+        self.buffer = RoundBuffer(self.gate, self.rounds, {u: members[u] for u in self.units},
+                                  baseline_units)
+        position = {key: i for i, key in enumerate(
+            k for r in self.rounds for u, _, _ in r for k in members[u])}
+        self._position = {s.key: position.get(s.key, len(position) + i) for i, s in enumerate(self.specs)}
+
+    def order(self, specs: Sequence[EpisodeSpec]) -> list[EpisodeSpec]:
+        """The dispatch order: the rounds' episodes (a unit's copies together), then the episodes the
+        gate does not read, in plan order."""
+        return sorted(specs, key=lambda s: self._position.get(s.key, len(self._position)))
 
     def observe(self, record: dict[str, Any]) -> str | None:
-        """One recorded candidate episode; the decision once there is one."""
+        """One recorded candidate episode (any order); the decision once there is one."""
         if record.get("suite") not in self.matched_suites:
             return self.gate.decision
-        if (record.get("metrics") or {}).get("repeat_of"):
-            return self.gate.decision  # a deterministic copy adds nothing
-        key = str(record.get("key"))
-        if key in self.seen or key not in self.outcomes:
-            return self.gate.decision
-        self.seen.add(key)
-        mine = float(record.get("status", "ok") == "ok" and record.get("success") is True)
-        return self.gate.update(mine, self.outcomes[key])
+        return self.buffer.add(record)
 
     def on_record(self, record: dict[str, Any]) -> None:
         """The Ledger's hook: stop the run once decided."""
@@ -82,20 +100,56 @@ class GateSession:
             raise GateDecided(self.gate.decision)
 
     def summary(self, planned: int, recorded: int) -> dict[str, Any]:
+        decided = self.gate.decision is not None
         return {**self.gate.as_dict(), "baseline": self.baseline, "order": ORDER,
-                "matched_suites": self.matched_suites, "planned_episodes": planned,
-                "recorded_episodes": recorded, "stopped_early": self.gate.decision is not None
-                and recorded < planned, "episodes_saved": max(0, planned - recorded)
-                if self.gate.decision is not None else 0,
+                "matched_suites": self.matched_suites, "units": encode_units(self.units),
+                "planned_rounds": len(self.rounds), "planned_units": len(self.units),
+                "planned_episodes": planned, "recorded_episodes": recorded,
+                "recorded_not_read": self.buffer.waiting,
+                "stopped_early": decided and recorded < planned,
+                "episodes_saved": max(0, planned - recorded) if decided else 0,
                 "reason": self._reason()}
 
     def _reason(self) -> str:
         g = self.gate
+        low, high = (round(100 * b, 1) for b in g.confidence_bounds())
+        where = (f"after {g.rounds} of {len(self.rounds)} rounds ({g.n} matched units); difference "
+                 f"in [{low:+g}, {high:+g}] pp (confidence sequence, each bound {100 * (1 - g.alpha):g}%)")
         if g.decision == "regressed":
-            return (f"regressed: wealth {g.wealth_regressed:.1f} >= 1/alpha = {g.threshold:g} after "
-                    f"{g.decided_at} matched episodes")
+            return (f"regressed: worse than the baseline by more than {100 * g.max_drop:g} pp (wealth "
+                    f"{g.wealth_regressed:.1f} >= 1/alpha = {g.threshold:g}) {where}")
         if g.decision == "not_worse":
-            return (f"not worse than the baseline by more than {100 * g.max_drop:g} pp: wealth "
-                    f"{g.wealth_not_worse:.1f} >= 1/alpha = {g.threshold:g} after {g.decided_at} matched "
-                    "episodes")
-        return f"undecided after {g.n} matched episodes: the fixed-N paired tests of `check` decide"
+            return (f"not worse than the baseline by more than {100 * g.max_drop:g} pp (wealth "
+                    f"{g.wealth_not_worse:.1f} >= 1/alpha = {g.threshold:g}) {where}")
+        return f"inconclusive: neither verdict reached 1/alpha = {g.threshold:g} {where}"
+
+
+def _plan_units(plans: Sequence[SuitePlan], suites: set[str]) -> dict[str, list[str]]:
+    """Unit key -> its copies' episode keys, in plan order, for the plan's episodes of `suites`."""
+    units: dict[str, list[str]] = {}
+    for plan in plans:
+        if plan.protocol.name not in suites:
+            continue
+        repeat_of = getattr(plan.adapter, "repeat_of", None)
+        for spec in plan.episodes:
+            first = repeat_of(spec) if repeat_of is not None else None
+            units.setdefault(first or spec.key, []).append(spec.key)
+    return units
+
+
+def supersede_completed(store: RunStore, planned_keys: set[str]) -> None:
+    """After a run without --gate-against: once the protocol is complete (every episode of this plan
+    and every unit the gate planned is recorded), an earlier sequential verdict no longer decides; it
+    moves to `gate_superseded` and `check`'s fixed-N tests decide."""
+    manifest = store.read_manifest() or {}
+    gate = manifest.get("gate")
+    if not gate:
+        return
+    recorded = store.finished_keys()
+    gate_units = set(decode_units(gate.get("units") or {}))
+    if not planned_keys <= recorded or not gate_units <= recorded:
+        return
+    manifest["gate_superseded"] = {**gate, "superseded": "a rerun without --gate-against completed the "
+                                   "protocol: the fixed-N tests of `check` decide"}
+    del manifest["gate"]
+    store.write_manifest(manifest)

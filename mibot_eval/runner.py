@@ -18,7 +18,7 @@ from mibot_eval import chatter
 from mibot_eval.backend import Backend, InProcessBackend
 from mibot_eval.config import CheckpointInfo, resolve_checkpoint
 from mibot_eval.errors import UserError
-from mibot_eval.gating import GateDecided, GateSession, round_robin
+from mibot_eval.gating import GateDecided, GateSession, supersede_completed
 from mibot_eval.interrupts import deferred_signals
 from mibot_eval.ledger import Ledger
 from mibot_eval.parallel import options as parallel_options
@@ -140,9 +140,7 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
         context = {"run": run, "checkpoint": info.name, "checkpoint_id": identity.hash}
         gate = None
         if request.gate_against:
-            gate = GateSession(request.gate_against, {p.protocol.name: p.protocol.protocol_hash()
-                                                      for p in plans}, request.gate_alpha,
-                               request.gate_max_drop)
+            gate = GateSession(request.gate_against, plans, request.gate_alpha, request.gate_max_drop)
         stats = _run_backend(backend, plans, store, videos, context, request.progress, gate)
         if stats:
             _record_parallel_stats(store, options, stats)
@@ -152,6 +150,8 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
             current = store.read_manifest() or {}
             current["gate"] = gate.summary(len(keys), recorded)
             store.write_manifest(current)
+        else:
+            supersede_completed(store, {spec.key for plan in plans for spec in plan.episodes})
     record_latency(store)
     return store.run_dir
 
@@ -217,15 +217,15 @@ def _run_backend(backend: Backend, plans: list[SuitePlan], store: RunStore, vide
                  context: dict[str, Any], progress: bool, gate: GateSession | None = None
                  ) -> dict[str, Any]:
     """The plans' unfinished episodes through the backend and one Ledger: in plan order, or
-    round-robin over tasks under a sequential gate (which may stop the run once decided)."""
+    in the gate's rounds under a sequential gate (which may stop the run once decided)."""
     records = store.records()
     finished = {r["key"] for r in records}
     keys = {spec.key for plan in plans for spec in plan.episodes}
     done = [r for r in records if r["key"] in keys]
     todo = [spec for plan in plans for spec in plan.episodes if spec.key not in finished]
     if gate is not None:
-        todo = round_robin(todo)
-        for record in done:  # a resumed run: its recorded episodes first, in file order
+        todo = gate.order(todo)
+        for record in done:  # a resumed run: its recorded episodes go through the gate's buffer
             gate.observe(record)
         if gate.gate.decision is not None:
             todo = []

@@ -1,17 +1,13 @@
-"""The paired regression gate and the sequential gate: known answers, calibration, early stopping."""
+"""The paired regression gate: known answers and calibration (sequential gate: test_gate_sequential.py)."""
 
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 import pytest
 
 from mibot_eval.cli import main
-from mibot_eval.planning import RunRequest
 from mibot_eval.results.gate import check_regression
-from mibot_eval.results.sequential import SequentialGate, replay, simulate
 from mibot_eval.results.stats import (
     holm,
     newcombe_interval,
@@ -20,9 +16,7 @@ from mibot_eval.results.stats import (
     wilson_interval,
     z_two_sided,
 )
-from mibot_eval.runner import execute
 from tests.data.fixtures import official, task_records, write_run
-from tests.parallel_fakes import write_suite
 
 
 # -- statistics from the libraries pinned to today's figures ---------------------------------------
@@ -93,73 +87,3 @@ def test_the_paired_gate_fails_where_the_unpaired_one_would_pass(tmp_path, capsy
     # the same runs compared as independent samples would pass
     unpaired = p_worse_than_run(482, 500, 490, 500)
     assert holm([unpaired] + [p_worse_than_run(49, 50, 49, 50)] * 2 + [1.0] * 8)[0] > 0.05
-
-
-# -- the sequential gate ------------------------------------------------------------------------------
-def test_the_sequential_gate_is_calibrated_and_powerful() -> None:
-    """2000 simulated LIBERO-sized gates (2000 episodes, baseline 95%, 1% noise flips each way)."""
-    for drop, max_drop in ((0.0, 0.0), (0.05, 0.05)):  # no drop; a drop exactly at the margin
-        decisions, _ = simulate(2000, 2000, 0.95, drop, 0.01, alpha=0.05, max_drop=max_drop, seed=7)
-        assert (decisions == 1).mean() <= 0.05, (drop, max_drop)  # false alarms <= alpha
-    decisions, used = simulate(2000, 2000, 0.95, 0.10, 0.01, alpha=0.05, max_drop=0.05, seed=8)
-    assert (decisions == 1).mean() >= 0.99 and used.mean() < 600  # a 10 pp drop: caught early
-    decisions, used = simulate(2000, 2000, 0.95, 0.0, 0.01, alpha=0.05, max_drop=0.05, seed=9)
-    assert (decisions == -1).mean() >= 0.99 and used.mean() < 300  # no drop: passed early
-
-
-def test_the_vectorised_simulation_is_the_gate_itself() -> None:
-    rng = np.random.default_rng(0)
-    stream = [(float(c), float(b)) for c, b in zip(rng.random(400) < 0.8, rng.random(400) < 0.95,
-                                                   strict=True)]
-    gate = replay(stream, 0.05, 0.02)
-    single = SequentialGate(0.05, 0.02)
-    for c, b in stream:
-        if single.update(c, b):
-            break
-    assert (gate.decision, gate.decided_at, gate.wealth_regressed) == (
-        single.decision, single.decided_at, single.wealth_regressed)
-
-
-class SignPolicy:
-    """Pushes every action's first dimension one way: the fake suite succeeds only when it is +."""
-
-    def __init__(self, sign: float) -> None:
-        self.sign = sign
-
-    def infer(self, requests):
-        return [np.full((5, 32), 0.5 * self.sign, dtype=np.float32) for _ in requests]
-
-
-def _gate_request(tmp_path, suite, run, **kw):
-    (tmp_path / "ckpt").mkdir(exist_ok=True)
-    (tmp_path / "ckpt" / "config.json").write_text('{"model_type": "mibot"}')
-    return RunRequest(checkpoint=str(tmp_path / "ckpt"), suites=[str(suite)], video="none",
-                      results_dir=tmp_path / "results", run_name=run, progress=False, **kw)
-
-
-def test_a_sequential_run_stops_early_check_agrees_and_resume_completes(tmp_path, fakesim) -> None:
-    suite = write_suite(tmp_path, tasks=4, episodes=40, max_steps=3, success_at=1, success_sign=1.0)
-    baseline = execute(_gate_request(tmp_path, suite, "base"), policy=SignPolicy(+1))
-    # a regressed candidate: it fails every even trial the baseline passed
-    worse = execute(_gate_request(tmp_path, suite, "worse", gate_against=str(baseline), gate_max_drop=5.0),
-                    policy=SignPolicy(-1))
-    manifest = json.loads((worse / "manifest.json").read_text())
-    gate = manifest["gate"]
-    assert gate["decision"] == "regressed" and gate["stopped_early"] and gate["order"] == "round_robin"
-    assert gate["recorded_episodes"] < 40 and gate["episodes_saved"] == 160 - gate["recorded_episodes"]
-    assert gate["reason"].startswith("regressed: wealth")
-    tasks = [json.loads(line)["task_id"] for line in (worse / "episodes.jsonl").read_text().splitlines()]
-    assert tasks[:8] == [0, 1, 2, 3, 0, 1, 2, 3]  # round-robin: every task early
-    result = check_regression(worse, baseline)
-    assert result.sequential is not None and result.sequential.decision == "regressed"
-    assert result.sequential.decided_at == gate["decided_at"] and result.exit_code == 1
-    # a candidate as good as the baseline is passed early with a 5 pp margin
-    same = execute(_gate_request(tmp_path, suite, "same", gate_against=str(baseline), gate_max_drop=5.0),
-                   policy=SignPolicy(+1))
-    same_gate = json.loads((same / "manifest.json").read_text())["gate"]
-    assert same_gate["decision"] == "not_worse" and same_gate["recorded_episodes"] < 160
-    assert check_regression(same, baseline).exit_code == 0
-    # the stopped run continues to the full protocol when rerun without the gate
-    execute(_gate_request(tmp_path, suite, "worse"), policy=SignPolicy(-1))
-    keys = [json.loads(line)["key"] for line in (worse / "episodes.jsonl").read_text().splitlines()]
-    assert len(keys) == len(set(keys)) == 160

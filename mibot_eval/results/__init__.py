@@ -1,6 +1,7 @@
 """Recorded results: the durable store (store.py), statistics (stats.py), the run summary every view
 reads (summary.py), the release's own outcomes (release_baseline.py, release_compare.py), other
-models' published figures (published.py), paired and sequential tests (paired.py, sequential.py), and
+models' published figures (published.py), paired and sequential tests (paired.py, sequential.py and
+the sequential gate's rounds, gate_rounds.py), and
 the views: report.py, leaderboard.py, html.py, gate.py, robustness.py, latency_stats.py; commands.py
 wires them to the CLI.
 May import: config, errors, types, suites' data helpers. report, leaderboard and html import summary

@@ -71,15 +71,15 @@ import numpy as np
 
 from mibot_eval.config import load_suite
 from mibot_eval.errors import UserError
+from mibot_eval.results.gate_rounds import replay_recorded
 from mibot_eval.results.paired import (
     Pair,
     PairCounts,
     mean_of_suites_difference,
     pair_units,
     paired_bootstrap,
-    unit_outcomes,
 )
-from mibot_eval.results.sequential import SequentialGate, replay
+from mibot_eval.results.sequential import SequentialGate
 from mibot_eval.results.stats import (
     BOOTSTRAP_REPLICATES,
     BOOTSTRAP_SEED,
@@ -224,24 +224,12 @@ def check_regression(
 
 
 def _sequential_verdict(cand: RunSummary, base: RunSummary) -> SequentialGate | None:
-    """Replay the sequential gate a gated candidate ran (its recorded settings, its records in file
-    order, against this baseline): the same verdict the run stopped on."""
+    """Replay the sequential gate a gated candidate ran (its recorded settings and rounds, against
+    this baseline): the same verdict the run stopped on."""
     info = cand.manifest.get("gate") or {}
     if not info.get("decision") or Path(str(info.get("baseline"))).resolve() != base.run_dir.resolve():
         return None
-    suites = set(info.get("matched_suites") or [])
-    outcomes = unit_outcomes(r for r in base.records if r.get("suite") in suites)
-    pairs = []
-    seen: set[str] = set()
-    for record in cand.records:
-        key = str(record.get("key"))
-        if record.get("suite") not in suites or (record.get("metrics") or {}).get("repeat_of") \
-                or key in seen or key not in outcomes:
-            continue
-        seen.add(key)
-        pairs.append((float(record.get("status", "ok") == "ok" and record.get("success") is True),
-                      outcomes[key]))
-    return replay(pairs, float(info["alpha"]), float(info["max_drop_pp"]) / 100)
+    return replay_recorded(info, cand.records, base.records)
 
 
 # -- protocol identity ---------------------------------------------------------------------------
