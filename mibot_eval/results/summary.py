@@ -3,9 +3,10 @@
 `load_run(run_dir)` reads a run folder (manifest.json + episodes.jsonl), keeps one record per
 episode (the latest line for its key: a `run --retry-errors` rerun replaces an errored record; other
 repeats are named in warnings) and measures them with the release's aggregation rules
-(`aggregates:` in checkpoints.yaml, read by `load_aggregates`). `summary_from_records` measures any records (e.g. the release's own outcomes,
-results/release_baseline.py). Report, leaderboard, HTML page and the regression gate all build on
-this module and on results/stats.py; none of them imports another.
+(`aggregates:` in checkpoints.yaml, read by `load_aggregates`). `summary_from_records` measures any
+records (e.g. the release's own outcomes, results/release_baseline.py). Report, leaderboard, HTML
+page and the regression gate all build on this module and on results/stats.py; none of them
+imports another.
 """
 
 from __future__ import annotations
