@@ -221,7 +221,8 @@ def test_the_readme_exit_code_table_is_exit_codes_py(capsys) -> None:
     assert set(documented) == {0, 1, 2, 3, 4, 5, 130}
     readme = (ROOT / "README.md").read_text()
     for code, text in documented.items():
-        assert re.search(rf"^\| {code} \| `[A-Z_]+` \| [a-z ,-]+ \| {re.escape(text)} \|$", readme, re.M), code
+        row = rf"^\| {code} \| `[A-Z_]+` \| [a-z ,-]+ \| {re.escape(text)} \|$"
+        assert re.search(row, readme, re.M), code
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "exit codes: 0 ok, 1 regressed, 2 refused, 3 inconclusive, 4 errored episodes" in \
@@ -421,3 +422,19 @@ def test_workers_zero_runs_in_this_process(tmp_path, fakesim, checkpoint_dir) ->
                       policy=ScriptedPolicy())
     (record,) = _lines(run_dir)
     assert record["metrics"]["worker_pid"] == os.getpid() and "parallel" not in _manifest(run_dir)
+
+
+def test_host_info_names_the_gpu_where_nvidia_smi_answers(tmp_path, monkeypatch) -> None:
+    from mibot_eval.results.manifest import host_info
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 570.124.06'\necho 'NVIDIA H200, 570.124.06'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    gpu = host_info()["gpu"]
+    assert gpu["models"] == ["NVIDIA H200", "NVIDIA H200"] and gpu["driver"] == "570.124.06"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")  # a driver that is gone
+    info = host_info()
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        assert "gpu" not in info and info["hostname"]
