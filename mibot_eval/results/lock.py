@@ -6,6 +6,9 @@ host, command and start time, which the holder writes into the lock file). Reade
 `leaderboard`, `check`, merge's inputs) take no lock: records are appended whole and manifests
 replaced atomically, so a reader sees a consistent folder, at worst without the newest episodes.
 
+Files several run folders share are updated under `waiting_lock` (two runs finishing at once both
+upsert their rows into results/leaderboard.csv: the second waits for the first).
+
 The OS releases the lock when its holder exits, however it exits (a kill -9 included), so a lock
 file left by a killed run is no obstacle: only its text remains, and the next holder replaces it.
 The file itself is never deleted (deleting it would let two processes lock two different files).
@@ -69,6 +72,19 @@ def writer_lock(run_dir: Path, what: str = "run") -> Iterator[None]:
                 os.ftruncate(fd, 0)  # released: no stale holder text (the file stays, see above)
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if absent) for the block, waiting for any holder:
+    for short read-modify-writes of a file several runs share (results/leaderboard.csv)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _describe_holder(fd: int) -> str:
