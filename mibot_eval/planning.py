@@ -36,7 +36,8 @@ class RunRequest:
     device: str | None = None
     execution_options: dict[str, Any] = field(default_factory=dict)
     # Throughput and scale (mibot_eval.parallel); None/defaults = one process.
-    workers: int | str | None = None  # simulator processes (local) or actors (ray); "auto": sized
+    workers: int | str | None = None  # simulator processes (local) or actors (ray); 0/None: in this
+    # process; "auto": sized to the machine
     batch_size: int | None = None  # most observations per policy call (None: 1, see parallel/options)
     batch_wait_ms: float = 5.0  # longest wait for a batch to fill
     policy_url: str | None = None  # ws://HOST:PORT of `mibot-eval serve` (comma-separated: several)
