@@ -51,11 +51,10 @@ def _feed(digest: Any, value: Any, depth: int, seen: dict[int, Any]) -> bool:
         _feed_tensor(digest, value)
         return True
     if _is_array(value):
-        array = value if value.dtype != object else None
-        if array is None:
+        if value.dtype == object:
             return _feed(digest, value.tolist(), depth + 1, seen)
-        digest.update(f"ndarray:{array.dtype.str}:{array.shape};".encode())
-        digest.update(array.tobytes())
+        digest.update(f"ndarray:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.tobytes())
         return True
     if _is_module(value):
         fed = False
