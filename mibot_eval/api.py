@@ -10,7 +10,10 @@ A policy may be given instead of a checkpoint: any object with
 `infer(requests: Sequence[PolicyRequest]) -> list[np.ndarray]` (one decoded (T, D) action chunk per
 request, see mibot_eval.types and mibot_eval.policy.base); `supports_prefix`, `describe()` and
 `check_robot_type(robot_type)` are optional. Name it with `name=` (the run folder and the manifest
-use it; the same object and name resume the same run).
+use it). The run is identified by what the policy computes (mibot_eval.policy.identity): its
+`describe()`, else a digest of its parameters (a torch module's state_dict, any other object's
+attributes); a policy with neither must be given `name=`. Rerunning with the same name resumes only a
+policy of the same identity: another one (new weights under an old name) is refused with one line.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from mibot_eval.errors import UserError
 from mibot_eval.planning import RunRequest
+from mibot_eval.policy.identity import policy_fingerprint
 from mibot_eval.results.summary import RunSummary, load_run
 from mibot_eval.runner import execute
 
@@ -52,6 +56,10 @@ def evaluate(
         if not callable(getattr(checkpoint_or_policy, "infer", None)):
             raise UserError("evaluate() takes a checkpoint name/folder or a policy with an infer() method")
         policy = checkpoint_or_policy
+        if name is None and not callable(getattr(policy, "describe", None)) \
+                and policy_fingerprint(policy) is None:
+            raise UserError(f"evaluate(): a {type(policy).__name__} has no describe() and no parameters "
+                            "to identify it by; pass name=... (a rerun under that name resumes it)")
         checkpoint = name or type(policy).__name__
     unknown = set(options) - set(RunRequest.__dataclass_fields__)
     if unknown:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from mibot_eval import __version__
+from mibot_eval import __version__, exit_codes
 from mibot_eval.arg_types import int_list as _int_list
 from mibot_eval.arg_types import str_list as _str_list
 from mibot_eval.errors import Interrupted, UserError
@@ -21,16 +21,23 @@ EPILOG = """examples:
 
 
 def _workers(text: str) -> int | str:
-    """'auto' or a positive integer."""
+    """'auto' or an integer >= 0 (0: in this process)."""
     if text == "auto":
         return text
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--workers must be >= 1, got {value}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--workers must be >= 0 (0: in this process), got {value}")
     return value
+
+
+def exit_code_help() -> str:
+    """One line listing the shared exit codes (mibot_eval/exit_codes.py; README: "Exit codes")."""
+    names = [(value, name.lower().replace("_", " ")) for name, value in vars(exit_codes).items()
+             if name.isupper() and isinstance(value, int)]
+    return "exit codes: " + ", ".join(f"{v} {n}" for v, n in sorted(names)) + " (README: Exit codes)"
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -50,7 +57,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="evaluate a checkpoint on one or more suites (resumes an interrupted run)",
         description="Evaluate a checkpoint with the official protocol of each suite. Every finished "
         "episode is appended durably to <results>/<run>/episodes.jsonl; rerunning the same command "
-        "resumes where it stopped.",
+        "resumes where it stopped (refused when the folder holds another checkpoint, protocol or "
+        "runtime). One command writes a run folder at a time.",
+        epilog=f"{exit_code_help()}. run: 0 every selected episode recorded without error; 4 some "
+        "are recorded as errors (--retry-errors reruns them); with --gate-against the gate's verdict: "
+        "1 regressed, 3 inconclusive; 2 refused; 130 interrupted (rerun to resume).",
     )
     p.add_argument("--checkpoint", "-c", required=True,
                    help="name from checkpoints.yaml (e.g. Xiaomi-Robotics-0-LIBERO, tiny), hub id, "
@@ -90,6 +101,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the simulators' own output (default: it goes to <run>/simulator.log)")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="rerun the selected episodes recorded as errors (e.g. after fixing their "
+                   "cause); each new record replaces the old one, and the manifest lists them")
+    p.add_argument("--allow-mixed-resume", action="store_true",
+                   help="resume a run folder although this run's runtime differs from the recorded "
+                   "one (dtype, attention kernel, device kind, torch/transformers or simulator "
+                   "versions); the differences are recorded in the manifest (default: refused)")
     gate = p.add_argument_group("sequential regression gate (see docs/regression-gate.md)")
     gate.add_argument("--gate-against", default=None, metavar="BASELINE_RUN",
                       help="run episodes in rounds that hold every task and stop as soon as an always-valid "
@@ -102,11 +120,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("throughput and scale")
     g.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
                    help="run episodes in N simulator processes (Ray: N actors, default one per "
-                   "cluster CPU) whose observations are batched into one policy call; default auto: "
-                   "as many as the machine holds (cores - 1, 1.5 GiB of memory each; printed at the "
-                   "start); --workers 1: everything in this process")
-    g.add_argument("--batch-size", type=int, default=8, metavar="B",
-                   help="most observations per policy call with --workers (default 8)")
+                   "cluster CPU), the policy in this process; default auto: as many as the machine "
+                   "holds (cores - 1, 1.5 GiB of memory each; printed at the start), in this process "
+                   "when that is one; --workers 0: everything in this process; --workers 1: one "
+                   "simulator process (a crash or --episode-timeout cannot take this process down)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="most observations per policy call with --workers (default 1: records do not "
+                   "depend on timing; B > 1 batches observations of checkpoints that seed per sample "
+                   "(the tiny one), whose batched forwards differ from batch 1 in the last bits, so "
+                   "episodes then depend on which observations met in a batch)")
     g.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
                    help="longest wait for a batch to fill; a batch goes at once when every busy "
                    "simulator is waiting (default 5)")
@@ -163,11 +185,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         policy_url=args.policy_url, backend=args.backend, ray_address=args.ray_address,
         ray_policy_replicas=args.ray_policy_replicas, shard=args.shard,
         episode_timeout=args.episode_timeout, token_file=args.token_file, replicas=args.replicas,
-        verbose=args.verbose,
+        verbose=args.verbose, retry_errors=args.retry_errors,
+        allow_mixed_resume=args.allow_mixed_resume,
         gate_against=args.gate_against, gate_alpha=args.alpha, gate_max_drop=args.max_drop,
     )
     run_dir = summary.run_dir
-    gate = summary.manifest.get("gate")
+    gate = summary.manifest.get("gate") if args.gate_against else None
     if gate:
         print(f"gate: {gate['reason']}; {gate['episodes_saved']} of {gate['planned_episodes']} planned "
               "episodes saved")
@@ -176,7 +199,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from mibot_eval.results.commands import publish_run
 
         print(publish_run(run_dir, args.results / "leaderboard.csv"))
-    return 0
+    code, why = run_exit_code(summary.manifest, gate)
+    if why:
+        print(f"mibot-eval: exit {code}: {why}", file=sys.stderr)
+    return code
+
+
+def run_exit_code(manifest: dict, gate: dict | None) -> tuple[int, str]:
+    """`run`'s exit code (mibot_eval/exit_codes.py) and why, from its manifest: the outcome of this
+    invocation's selected episodes (its history entry) and, with --gate-against, the gate's verdict."""
+    codes, reasons = [exit_codes.OK], []
+    outcome = ((manifest.get("history") or [{}])[-1] or {}).get("outcome") or {}
+    if outcome.get("errors"):
+        codes.append(exit_codes.ERRORED_EPISODES)
+        reasons.append(f"{outcome['errors']} of the {outcome.get('selected')} selected episodes are "
+                       "recorded as errors (counted as failures); fix the cause, then rerun with "
+                       "--retry-errors")
+    if gate is not None:
+        verdict = gate.get("verdict") or {"regressed": "regressed",
+                                          "not_worse": "not_worse"}.get(gate.get("decision"), "inconclusive")
+        codes.append(exit_codes.for_verdict(verdict))
+        if verdict != "not_worse":
+            reasons.append(f"the gate's verdict is {verdict}")
+    code = exit_codes.most_severe(*codes)
+    return code, "; ".join(reasons)
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
@@ -224,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mibot-eval",
         description="Evaluate Xiaomi-Robotics-0 checkpoints on LIBERO, CALVIN and SimplerEnv with "
         "the official protocols, honest statistics and durable, resumable results.",
-        epilog=EPILOG,
+        epilog=f"{EPILOG}\n{exit_code_help()}\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mibot-eval {__version__}")

@@ -1,5 +1,7 @@
 """The single writer of a run's results: every finished episode is appended durably (one fsynced
-line) and counted on the progress bar; too many errors in a row stop the run."""
+line) and counted on the progress bar; too many errors in a row stop the run. A rerun of an episode
+recorded as an error (`run --retry-errors`) is appended with `replaces` naming the old record; the
+latest line for a key is its record (results/store.py)."""
 
 from __future__ import annotations
 
@@ -24,12 +26,15 @@ class Ledger:
         self, store: RunStore, contexts: dict[str, dict[str, Any]], total: int,
         done: list[dict[str, Any]], desc: str, progress: bool = True,
         on_record: Callable[[dict[str, Any]], None] | None = None,
+        replaces: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """done: the records of this run's planned episodes already on disk (a resumed run);
-        on_record: called with each record once it is on disk (it may stop the run by raising)."""
+        on_record: called with each record once it is on disk (it may stop the run by raising);
+        replaces: key -> the errored record a rerun of that episode replaces."""
         from tqdm import tqdm
 
         self.store, self.contexts, self.on_record = store, contexts, on_record
+        self.replaces = replaces or {}
         self.successes = sum(1 for r in done if r.get("success") is True)
         self.errors = sum(1 for r in done if r.get("status") == "error")
         self.consecutive_errors = 0
@@ -42,6 +47,8 @@ class Ledger:
 
     def record(self, result: EpisodeResult) -> None:
         record = episode_record(result, self.contexts[result.spec.suite])
+        if result.spec.key in self.replaces:
+            record["replaces"] = self.replaces[result.spec.key]
         self.store.append(record)
         self.successes += int(result.success)
         is_error = result.status == "error"

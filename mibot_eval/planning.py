@@ -36,8 +36,9 @@ class RunRequest:
     device: str | None = None
     execution_options: dict[str, Any] = field(default_factory=dict)
     # Throughput and scale (mibot_eval.parallel); None/defaults = one process.
-    workers: int | str | None = None  # simulator processes (local) or actors (ray); "auto": sized
-    batch_size: int = 8  # observations per policy call when batching across simulators
+    workers: int | str | None = None  # simulator processes (local) or actors (ray); 0/None: in this
+    # process; "auto": sized to the machine
+    batch_size: int | None = None  # most observations per policy call (None: 1, see parallel/options)
     batch_wait_ms: float = 5.0  # longest wait for a batch to fill
     policy_url: str | None = None  # ws://HOST:PORT of `mibot-eval serve` (comma-separated: several)
     token_file: Path | None = None  # the policy server's shared token (serve --token-file)
@@ -52,6 +53,8 @@ class RunRequest:
     gate_against: str | None = None  # baseline run folder: sequential paired gate, early stop
     gate_alpha: float = 0.05
     gate_max_drop: float = 0.0  # percentage points
+    retry_errors: bool = False  # rerun the selected episodes recorded as errors (records replaced)
+    allow_mixed_resume: bool = False  # resume although the runtime differs (results/resume.py)
 
 
 @dataclass

@@ -34,11 +34,14 @@ from mibot_eval.policy.load import (
     served_identity,
 )
 from mibot_eval.policy.remote import TOKEN_FILE_ENV
-from mibot_eval.results.manifest import build_manifest, record_latency
-from mibot_eval.results.store import RunStore
+from mibot_eval.results.lock import writer_lock
+from mibot_eval.results.manifest import build_manifest
+from mibot_eval.results.store import RunStore, utc_now
 from mibot_eval.video import VideoPolicy
 
 __all__ = ["RunRequest", "execute"]
+
+MAX_LISTED_ERRORS = 20  # errored keys named in a history entry's outcome
 
 
 def execute(request: RunRequest, policy: Any | None = None) -> Path:
@@ -118,9 +121,9 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
         planned_keys = select_shard(plans, *request.shard)
     run = run_dir_name(info, [p.protocol for p in plans], request)
     store = RunStore(Path(request.results_dir) / run)
-    store.run_dir.mkdir(parents=True, exist_ok=True)
-    chatter.set_log(store.run_dir / chatter.LOG_FILE, verbose=request.verbose)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(writer_lock(store.run_dir))  # before anything recorded is read
+        chatter.set_log(store.run_dir / chatter.LOG_FILE, verbose=request.verbose)
         backend, policy, identity, options = _open_backend(stack, request, info, options, policy,
                                                            named_only)
         for plan in plans:  # async: record whether committed-action prefixes can be used
@@ -128,32 +131,55 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
             check = getattr(policy, "check_robot_type", None)
             if check is not None:
                 check(plan.robot_type)
-        manifest = build_manifest(run, identity.as_manifest(), plans, describe_policy(policy), request)
+        keys = {spec.key for plan in plans for spec in plan.episodes}
+        retry = _errored(store, keys) if request.retry_errors else {}
+        manifest = build_manifest(run, identity.as_manifest(), plans, describe_policy(policy), request,
+                                  retried_errors=sorted(retry))
         if options.parallel:
             manifest["parallel"] = options.as_dict()
         if planned_keys is not None:
             manifest["shard"] = {"index": request.shard[0], "count": request.shard[1],
                                  "episodes": sum(len(p.episodes) for p in plans),
                                  "planned_keys": planned_keys}
-        store.open_manifest(manifest, identity_keys=("checkpoint", "execution"))
+        store.open_manifest(manifest, identity_keys=("checkpoint", "execution"),
+                            allow_mixed=request.allow_mixed_resume)
         videos = VideoPolicy(request.video, store.run_dir, request.video_cap)
         context = {"run": run, "checkpoint": info.name, "checkpoint_id": identity.hash}
         gate = None
         if request.gate_against:
             gate = GateSession(request.gate_against, plans, request.gate_alpha, request.gate_max_drop)
-        stats = _run_backend(backend, plans, store, videos, context, request.progress, gate)
+        stats = _run_backend(backend, plans, store, videos, context, request.progress, gate, retry)
         if stats:
             _record_parallel_stats(store, options, stats)
-        if gate is not None:
-            keys = {spec.key for plan in plans for spec in plan.episodes}
-            recorded = sum(1 for r in store.records() if r["key"] in keys)
-            current = store.read_manifest() or {}
-            current["gate"] = gate.summary(len(keys), recorded)
-            store.write_manifest(current)
-        else:
-            supersede_completed(store, {spec.key for plan in plans for spec in plan.episodes})
-    record_latency(store)
+        if gate is None:
+            supersede_completed(store, keys)
+        _finish_manifest(store, keys, gate)
     return store.run_dir
+
+
+def _errored(store: RunStore, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The selected episodes whose record is an error: key -> what the rerun's record replaces."""
+    return {r["key"]: {"status": "error", "error": r.get("error"), "finished_at": r.get("finished_at")}
+            for r in store.records() if r["key"] in keys and r.get("status") == "error"}
+
+
+def _finish_manifest(store: RunStore, keys: set[str], gate: GateSession | None) -> None:
+    """This invocation's outcome over its selected episodes (the CLI's exit code reads it), the
+    gate's summary and the run's latency summary (all its episodes)."""
+    from mibot_eval.results.latency_stats import latency_summary
+
+    records = store.records()
+    selected = [r for r in records if r["key"] in keys]
+    errors = sorted(r["key"] for r in selected if r.get("status") == "error")
+    manifest = store.read_manifest() or {}
+    history = manifest.get("history") or [{}]
+    history[-1]["outcome"] = {"selected": len(keys), "recorded": len(selected), "errors": len(errors),
+                              "error_keys": errors[:MAX_LISTED_ERRORS], "finished_at": utc_now()}
+    manifest["history"] = history
+    if gate is not None:
+        manifest["gate"] = gate.summary(len(keys), len(selected))
+    manifest["latency"] = latency_summary(records)
+    store.write_manifest(manifest)
 
 
 def _record_parallel_stats(store: RunStore, options: ParallelOptions, stats: dict[str, Any]) -> None:
@@ -177,6 +203,7 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
     """The backend, the policy that identifies the run, the checkpoint's identity and the options
     (with the replicas' addresses when this run starts them)."""
     backend: Backend | None = None
+    given = policy  # identified as the caller gave it (Ray wraps it below)
     if options.replicas and policy is None:
         from mibot_eval.parallel.replicas import ReplicaServers
 
@@ -198,7 +225,7 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
     if served is not None:  # a policy server: it states which checkpoint it serves
         identity = served_identity(info, served())
     elif named_only:
-        identity = object_identity(info.name, policy)
+        identity = object_identity(info.name, given if given is not None else policy)
     else:
         resolved, identity = local_identity(info)
         if policy is None:
@@ -214,14 +241,16 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
 
 
 def _run_backend(backend: Backend, plans: list[SuitePlan], store: RunStore, videos: VideoPolicy,
-                 context: dict[str, Any], progress: bool, gate: GateSession | None = None
-                 ) -> dict[str, Any]:
-    """The plans' unfinished episodes through the backend and one Ledger: in plan order, or
-    in the gate's rounds under a sequential gate (which may stop the run once decided)."""
+                 context: dict[str, Any], progress: bool, gate: GateSession | None = None,
+                 retry: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The plans' unfinished episodes (and those in `retry`, recorded as errors) through the backend
+    and one Ledger: in plan order, or in the gate's rounds under a sequential gate (which may stop
+    the run once decided)."""
+    retry = retry or {}
     records = store.records()
-    finished = {r["key"] for r in records}
+    finished = {r["key"] for r in records} - set(retry)
     keys = {spec.key for plan in plans for spec in plan.episodes}
-    done = [r for r in records if r["key"] in keys]
+    done = [r for r in records if r["key"] in keys and r["key"] not in retry]
     todo = [spec for plan in plans for spec in plan.episodes if spec.key not in finished]
     if gate is not None:
         todo = gate.order(todo)
@@ -231,7 +260,8 @@ def _run_backend(backend: Backend, plans: list[SuitePlan], store: RunStore, vide
             todo = []
     contexts = {plan.protocol.name: suite_context(plan, context) for plan in plans}
     ledger = Ledger(store, contexts, len(keys), done, "+".join(plan.protocol.name for plan in plans),
-                    progress=progress, on_record=gate.on_record if gate is not None else None)
+                    progress=progress, on_record=gate.on_record if gate is not None else None,
+                    replaces=retry)
     try:
         return backend.run(plans, todo, ledger, videos) if todo else {}
     except GateDecided:

@@ -430,7 +430,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.add_argument("--batch-size", type=int, default=8, help="max observations per forward pass")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="max observations per forward pass (default 1: a client's records do not "
+                   "depend on timing; above 1, requests of several clients share a forward, which for "
+                   "checkpoints that seed per sample differs from batch 1 in the last bits)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="longest wait for a batch to fill (default 5 ms)")
     p.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB,

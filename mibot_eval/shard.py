@@ -8,7 +8,8 @@ Each shard writes its own run folder (`...__shardIofN`) whose manifest lists all
 
 `merge RUN_DIR... -o OUT` checks that the runs are the same experiment (checkpoint, execution mode,
 protocol hashes), refuses any episode recorded twice, writes OUT/episodes.jsonl and a manifest, and
-reports which planned episodes have no record (e.g. a shard that was never run).
+reports which planned episodes have no record (e.g. a shard that was never run; exit 5). It holds
+OUT's writer lock (results/lock.py); the inputs are read without one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mibot_eval import exit_codes
 from mibot_eval.errors import UserError
+from mibot_eval.results.lock import writer_lock
 from mibot_eval.results.store import RunStore, utc_now, write_atomic
 
 MAX_LISTED = 20
@@ -48,19 +51,28 @@ def _identity(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_runs(run_dirs: list[Path], out: Path) -> dict[str, Any]:
-    """Merge run folders into `out`; returns a summary (episodes, missing keys, inputs)."""
+    """Merge run folders into `out` (holding its writer lock; the inputs are only read); returns a
+    summary (episodes, missing keys, inputs)."""
     if not run_dirs:
         raise UserError("merge needs at least one RUN_DIR")
     if len({d.resolve() for d in run_dirs}) != len(run_dirs):
         raise UserError("the same RUN_DIR is given twice")
+    if out.resolve() in {d.resolve() for d in run_dirs}:
+        raise UserError(f"{out} is one of the RUN_DIRs; merge into a new folder")
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir}: run folder not found")
+    with writer_lock(out, what="merge"):
+        return _merge_locked(run_dirs, out)
+
+
+def _merge_locked(run_dirs: list[Path], out: Path) -> dict[str, Any]:
     out_store = RunStore(out)
     if out_store.episodes_path.exists() and out_store.episodes_path.stat().st_size:
         raise UserError(f"{out} already holds episodes; merge into a new folder")
     manifests, records_by_run = [], []
     for run_dir in run_dirs:
         store = RunStore(run_dir)
-        if not run_dir.is_dir():
-            raise UserError(f"{run_dir}: run folder not found")
         manifest = store.read_manifest()
         if manifest is None:
             raise UserError(f"{run_dir}: no manifest.json (not a mibot-eval run folder)")
@@ -129,7 +141,14 @@ def merge_runs(run_dirs: list[Path], out: Path) -> dict[str, Any]:
     for m in manifests:
         suites.update(m.get("suites") or {})
     from mibot_eval.results.latency_stats import latency_summary
+    from mibot_eval.results.resume import runtime_differences
 
+    mixed = [f"{d}: {diff}" for d, m in zip(run_dirs[1:], manifests[1:], strict=True)
+             for diff in runtime_differences(manifests[0], m)]
+    if mixed:
+        manifest["mixed_runtime"] = mixed
+    manifest["history"] = [{**entry, "run_dir": str(d)} for d, m in zip(run_dirs, manifests, strict=True)
+                           for entry in m.get("history") or []]
     manifest.update({
         "run": out.name, "suites": suites, "expected_episodes": dict(expected),
         "merged_from": [{"run_dir": str(d), "shard": (m.get("shard") or {}).get("index"),
@@ -140,7 +159,7 @@ def merge_runs(run_dirs: list[Path], out: Path) -> dict[str, Any]:
     })
     out_store.write_manifest(manifest)
     return {"episodes": len(records), "missing": missing, "absent_shards": absent_shards,
-            "runs": len(run_dirs), "out": out}
+            "runs": len(run_dirs), "out": out, "mixed_runtime": mixed}
 
 
 def _write_records(store: RunStore, records: list[dict[str, Any]]) -> None:
@@ -159,6 +178,8 @@ def summary_text(summary: dict[str, Any]) -> str:
         lines.append(f"MISSING {len(missing)} planned episode(s) with no record: {shown}")
     elif not summary["absent_shards"]:
         lines.append("no planned episode is missing")
+    for difference in summary.get("mixed_runtime") or []:
+        lines.append(f"warning: the runs differ in runtime: {difference} (manifest: mixed_runtime)")
     return "\n".join(lines)
 
 
@@ -168,6 +189,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Merge the episode records of runs of the same experiment (checkpoint, "
         "execution mode and protocols must agree) into OUT. Refuses episodes recorded twice; "
         "reports planned episodes that have no record (shards that were not run or not finished).",
+        epilog="exit codes: 0 merged, no planned episode missing; 5 incomplete: some planned "
+        "episodes have no record (shards not given or not finished; OUT is written all the same); "
+        "2 refused (README: Exit codes)",
     )
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to merge")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="new run folder")
@@ -182,4 +206,4 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         from mibot_eval.results.report import report_run
 
         print(report_run(args.output))
-    return 0
+    return exit_codes.INCOMPLETE if summary["missing"] or summary["absent_shards"] else exit_codes.OK

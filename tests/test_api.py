@@ -13,14 +13,17 @@ from tests.parallel_fakes import write_suite
 
 
 class ConstantPolicy:
-    """The smallest policy there is: only `infer` (no describe, no supports_prefix)."""
+    """The smallest policy there is: only `infer` (no describe, no supports_prefix). It counts its
+    calls on the class: an instance's attributes are its parameters, i.e. its identity."""
+
+    calls = 0
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.value = 0.0
 
     def infer(self, requests):
-        self.calls += len(requests)
-        return [np.zeros((10, 32), dtype=np.float32) for _ in requests]
+        type(self).calls += len(requests)
+        return [np.full((10, 32), self.value, dtype=np.float32) for _ in requests]
 
 
 def test_evaluate_with_a_python_policy_object(tmp_path, fakesim) -> None:

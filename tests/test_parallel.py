@@ -139,7 +139,7 @@ def test_workers_batch_across_simulators_and_match_single_process(
 def test_parallel_option_errors(tmp_path, checkpoint_dir) -> None:
     base = dict(checkpoint=str(checkpoint_dir), suites=["libero_spatial"], results_dir=tmp_path)
     cases = [
-        (dict(workers=0), "--workers"),
+        (dict(workers=-1), "--workers"),
         (dict(workers=2, batch_size=0), "--batch-size"),
         (dict(workers=2, batch_wait_ms=-1), "--batch-wait-ms"),
         (dict(episode_timeout=30), "--episode-timeout needs --workers"),

@@ -61,12 +61,13 @@ def test_shards_merge_into_the_unsharded_run(tmp_path, fakesim, checkpoint_dir) 
     with pytest.raises(UserError, match="already holds episodes"):
         merge_runs(shards, tmp_path / "merged")
 
-    # the CLI: one line per problem, MISSING listed, exit 0 (a partial run is still a run)
+    # the CLI: one line per problem, MISSING listed, the folder written, exit 5 (incomplete: a CI job
+    # must not take a merge of missing shards for the whole run)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "mibot_eval.cli", "merge", str(shards[0]),
                            "-o", str(tmp_path / "cli"), "--no-report"],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 5, proc.stderr
     assert "merged 3 episodes" in proc.stdout and "MISSING 6 planned episode(s)" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "mibot_eval.cli", "merge", str(full), str(shards[0]),
                            "-o", str(tmp_path / "cli2")],

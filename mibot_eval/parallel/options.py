@@ -1,4 +1,12 @@
-"""The run's throughput options, checked once with one clear line per bad input."""
+"""The run's throughput options, checked once with one clear line per bad input.
+
+Defaults keep records independent of timing: one observation per policy call (`batch_size` 1).
+Batching several simulators' observations into one forward is asked for with a batch size above 1;
+it changes nothing for checkpoints that take one seed per forward (the released ones: the policy
+runs each request alone), but for checkpoints that seed per sample a batched forward differs from a
+batch-1 forward in the last bits (about 5e-7 on CPU), the next request's seed hashes the
+observation, and which observations share a batch depends on timing: the episodes diverge.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from mibot_eval.errors import UserError
 BACKENDS = ("local", "ray")
 DEFAULT_EPISODE_TIMEOUT_S = 1800.0
 MAX_ATTEMPTS = 2  # a crashed or hung episode is retried once, then recorded as an error
+DEFAULT_BATCH_SIZE = 1  # records must not depend on timing unless the user asks (module docstring)
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,10 @@ def validate(request: Any) -> ParallelOptions:
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     workers = request.workers
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise UserError(f"--workers must be an integer >= 1, got {workers!r}")
-    batch = request.batch_size
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise UserError(f"--workers must be an integer >= 0 (0: in this process), got {workers!r}")
+    workers = workers or None  # 0: no simulator process, the episodes run in this process
+    batch = DEFAULT_BATCH_SIZE if request.batch_size is None else request.batch_size
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UserError(f"--batch-size must be an integer >= 1, got {batch!r}")
     wait = request.batch_wait_ms

@@ -16,6 +16,7 @@ from mibot_eval.config import CheckpointInfo
 from mibot_eval.errors import UserError
 from mibot_eval.policy.base import Policy
 from mibot_eval.policy.checkpoint import ResolvedCheckpoint, fingerprint, resolve_checkpoint_dir
+from mibot_eval.policy.identity import policy_fingerprint
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,17 @@ def served_identity(info: CheckpointInfo, served: dict[str, Any]) -> CheckpointI
 
 
 def object_identity(name: str, policy: Any) -> CheckpointIdentity:
-    """A Python policy object with no checkpoint folder: named by the caller, hashed by its class
-    and name (so a rerun with the same object and name resumes)."""
+    """A Python policy object with no checkpoint folder: identified by what it computes
+    (policy/identity.py: its describe(), else a digest of its parameters), else by its class and
+    the name the caller gave. A resumed run must have the same identity (the store refuses
+    another one), so two objects under one name cannot share a run folder."""
     cls = f"{type(policy).__module__}.{type(policy).__qualname__}"
-    digest = hashlib.sha256(f"{cls}:{name}".encode()).hexdigest()[:32]
-    return CheckpointIdentity(name, f"python:{cls}", None, f"policy:{digest}")
+    fingerprint = policy_fingerprint(policy)
+    if fingerprint is None:
+        method, digest = "name", hashlib.sha256(f"{cls}:{name}".encode()).hexdigest()
+    else:
+        method, digest = fingerprint
+    return CheckpointIdentity(name, f"python:{cls}", None, f"{method}:{digest[:32]}")
 
 
 def describe_policy(policy: Any) -> dict[str, Any]:

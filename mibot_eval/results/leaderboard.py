@@ -86,6 +86,7 @@ import pandas as pd
 
 from mibot_eval.config import load_checkpoints, load_suite, suites_dir
 from mibot_eval.errors import UserError
+from mibot_eval.results.lock import waiting_lock
 from mibot_eval.results.published import HEADLINES, Headline, published_frame
 from mibot_eval.results.stats import (
     AggregateRule,
@@ -577,7 +578,8 @@ def update_for_run(run_dir: Path, csv_path: Path) -> list[dict[str, Any]]:
     if run_dir not in siblings:
         siblings.append(run_dir)
     rows = build_rows(collect(siblings), only_runs=[run_dir.name])
-    upsert(csv_path, rows)
+    with waiting_lock(csv_path.with_name(csv_path.name + ".lock")):  # runs finishing at once
+        upsert(csv_path, rows)
     return rows
 
 

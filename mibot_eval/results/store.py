@@ -5,6 +5,9 @@ A run directory holds:
                    execution mode, package versions, git commit); rewritten atomically.
   episodes.jsonl   one record per finished episode, appended durably; a torn last line left by a
                    kill is dropped on the next open, so a rerun resumes without loss or duplicates.
+                   An episode rerun by `run --retry-errors` is appended again: the latest line
+                   for a key is its record (RunStore.records() gives one per key).
+  writer.lock      held (fcntl) by the one command writing the folder (results/lock.py).
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.errors import StoreError, UserError
+from mibot_eval.errors import StoreError
+from mibot_eval.results import resume
 from mibot_eval.types import EpisodeResult
 
 RECORD_SCHEMA = 1
 EPISODES_FILE = "episodes.jsonl"
 MANIFEST_FILE = "manifest.json"
+LATEST_FIELDS = ("selection", "expected_episodes", "updated_at", "shard")  # the latest invocation's
 
 
 def utc_now() -> str:
@@ -109,6 +114,18 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
+def latest_per_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per key: the last line written for it, at the place its key was first recorded.
+
+    `run --retry-errors` reruns an errored episode and appends the new record (with `replaces`)
+    after the old one: the append is the whole update, durable in one fsynced line, so a kill at
+    any moment leaves either the old record or the new one in force, never both or neither."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        latest[record["key"]] = record
+    return list(latest.values())
+
+
 def _repair_torn_tail(path: Path) -> None:
     """Cut a partial last line so the next append starts on a fresh line."""
     if not path.is_file() or path.stat().st_size == 0:
@@ -191,33 +208,57 @@ class RunStore:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_json_atomic(self.manifest_path, manifest)
 
-    def open_manifest(self, manifest: dict[str, Any], identity_keys: tuple[str, ...]) -> None:
-        """Create the manifest, or check that a resumed run is the same experiment and merge."""
+    def open_manifest(self, manifest: dict[str, Any], identity_keys: tuple[str, ...],
+                      allow_mixed: bool = False) -> None:
+        """Create the manifest, or check that a resumed run is the same experiment and add this
+        invocation (results/resume.py says what is checked).
+
+        `manifest["invocation"]` (this invocation's host, packages, selection, ...) is appended to
+        `history`; the run's facts (policy runtime, packages, host, git commit, command) stay those of
+        its first invocation, selection and expected_episodes become this invocation's. A folder
+        with records but no manifest gets one rebuilt from its records first."""
+        manifest = dict(manifest)
+        invocation = dict(manifest.pop("invocation", None) or {"started_at": utc_now()})
         existing = self.read_manifest()
+        records = self.records()
+        if existing is None and records:
+            existing = resume.rebuild_manifest(self.run_dir.name, records)
         if existing is None:
-            self.write_manifest({**manifest, "created_at": utc_now(), "invocations": 1})
+            self.write_manifest({**manifest, "created_at": utc_now(), "invocations": 1,
+                                 "history": [invocation]})
             return
-        for key in identity_keys:
-            if key in existing and existing[key] != manifest.get(key):
-                raise UserError(
-                    f"{self.run_dir} holds a run with a different {key}; "
-                    f"use another --run name (or delete that folder) instead of mixing results"
-                )
+        resume.check_identity(self.run_dir, existing, manifest, identity_keys)
         suites = dict(existing.get("suites", {}))
         for name, protocol in manifest.get("suites", {}).items():
-            if name in suites and suites[name].get("hash") != protocol.get("hash"):
-                raise UserError(
-                    f"{self.run_dir}: suite {name} was run with another protocol "
-                    f"(hash {suites[name].get('hash')} vs {protocol.get('hash')}); use another --run"
-                )
-            suites[name] = protocol
-        merged = {**existing, **manifest, "suites": suites}
+            suites[name] = {**protocol, **suites[name]} if name in suites else protocol
+        checkpoint = manifest.get("checkpoint") if isinstance(manifest.get("checkpoint"), dict) else {}
+        resume.check_records(self.run_dir, records, {n: e.get("hash") for n, e in suites.items()},
+                             checkpoint.get("hash"))
+        differences = resume.runtime_differences(existing, manifest)
+        if differences and not allow_mixed:
+            resume.refuse_mixed(self.run_dir, differences)
+        merged = {**manifest, **existing, "suites": suites}
+        for key in LATEST_FIELDS:
+            if key in manifest:
+                merged[key] = manifest[key]
+        benchmarks = {b for m in (existing, manifest) for b in str(m.get("benchmark") or "").split("+") if b}
+        merged["benchmark"] = "+".join(sorted(benchmarks))
+        if differences:
+            invocation["mixed_resume"] = differences
+            merged["mixed_resume"] = [*(existing.get("mixed_resume") or []),
+                                      {"at": invocation.get("started_at"), "differences": differences}]
         merged["created_at"] = existing.get("created_at", utc_now())
         merged["invocations"] = int(existing.get("invocations", 1)) + 1
+        merged["history"] = [*(existing.get("history") or []), invocation]
         self.write_manifest(merged)
 
     # -- episodes -------------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
+        """One record per episode key: the latest line written for it (see latest_per_key)."""
+        return latest_per_key(read_records(self.episodes_path))
+
+    def all_records(self) -> list[dict[str, Any]]:
+        """Every complete line, in file order (a key recorded again appears twice)."""
         return list(read_records(self.episodes_path))
 
     def finished_keys(self) -> set[str]:

@@ -1,10 +1,12 @@
 """The run summary every results view reads: records and manifest in, measured suites out.
 
-`load_run(run_dir)` reads a run folder (manifest.json + episodes.jsonl), de-duplicates its records
-and measures them with the release's aggregation rules (`aggregates:` in checkpoints.yaml, read by
-`load_aggregates`). `summary_from_records` measures any records (e.g. the release's own outcomes,
-results/release_baseline.py). Report, leaderboard, HTML page and the regression gate all build on
-this module and on results/stats.py; none of them imports another.
+`load_run(run_dir)` reads a run folder (manifest.json + episodes.jsonl), keeps one record per
+episode (the latest line for its key: a `run --retry-errors` rerun replaces an errored record; other
+repeats are named in warnings) and measures them with the release's aggregation rules
+(`aggregates:` in checkpoints.yaml, read by `load_aggregates`). `summary_from_records` measures any
+records (e.g. the release's own outcomes, results/release_baseline.py). Report, leaderboard, HTML
+page and the regression gate all build on this module and on results/stats.py; none of them
+imports another.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from mibot_eval.results.stats import (
     measure_suite,
     rate_estimate,
 )
-from mibot_eval.results.store import RunStore, write_atomic
+from mibot_eval.results.store import RunStore, latest_per_key, write_atomic
 
 
 # -- aggregation rules from checkpoints.yaml -------------------------------------------------------
@@ -207,10 +209,15 @@ def load_run(
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
     manifest = store.read_manifest() or {}
-    records = store.records()
-    if not manifest and not records:
+    lines = store.all_records()
+    if not manifest and not lines:
         raise UserError(f"{run_dir}: not a run folder (no manifest.json or episodes.jsonl)")
-    return summary_from_records(run_dir, manifest, records, rules, compare_with)
+    summary = summary_from_records(run_dir, manifest, latest_per_key(lines), rules, compare_with)
+    retried = {r["key"] for r in latest_per_key(lines) if r.get("replaces")}
+    summary.warnings[:0] = [
+        f"episode {key} is recorded more than once with different outcomes; the report keeps the "
+        "latest record" for key in conflicting_duplicates(r for r in lines if r["key"] not in retried)]
+    return summary
 
 
 def summary_from_records(
