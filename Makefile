@@ -57,7 +57,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 eval-libero: setup
 	$(PY) -m mibot_eval.cli run $(if $(SUITES),,--suites libero_spatial,libero_object,libero_goal,libero_10) $(RUN_FLAGS)
 
-# LIBERO-PRO robustness suites (suites/libero_pro/): every supported upstream variant unless SUITES=...
+# LIBERO-PRO robustness suites (mibot_eval/data/suites/libero_pro/): every supported upstream variant unless SUITES=...
 eval-libero-pro: setup
 	$(PY) -m mibot_eval.cli run $(if $(SUITES),,--suites $$($(PY) -m mibot_eval.cli list --names --benchmark libero_pro)) $(RUN_FLAGS)
 	@echo "drop vs clean: $(PY) -m mibot_eval.cli robustness --clean results/<make eval-libero run> --variant results/<this run>"

@@ -1,6 +1,9 @@
-"""Load and validate `suites/*.yaml` and `checkpoints.yaml` into typed objects.
+"""Load and validate the packaged suites (`mibot_eval/data/suites/*.yaml`) and
+`mibot_eval/data/checkpoints.yaml` into typed objects.
 
-Bad files fail here with one clear line (UserError). Protocol numbers are read from YAML only.
+They are package data: a source checkout, `pip install .`, a wheel and `pip install git+URL` read the
+same files, from any working directory. Bad files fail here with one clear line (UserError). Protocol
+numbers are read from YAML only.
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,18 +24,17 @@ SEED_LANGUAGES = ("instruction", "prompt")
 CAPITALIZE_RULES = ("python", "first_letter", "none")
 
 
-def project_root() -> Path:
-    """Where suites/ and checkpoints.yaml live: $MIBOT_EVAL_HOME, else the source checkout."""
-    env = os.environ.get("MIBOT_EVAL_HOME")
-    return Path(env) if env else Path(__file__).resolve().parents[1]
+DATA_DIR = Path(__file__).resolve().parent / "data"  # package data, installed with the package
 
 
 def suites_dir() -> Path:
-    return project_root() / "suites"
+    """The packaged suite YAMLs (and their variant family folders, e.g. suites/libero_pro/)."""
+    return DATA_DIR / "suites"
 
 
 def checkpoints_file() -> Path:
-    return project_root() / "checkpoints.yaml"
+    """The packaged registry of released checkpoints, their reported numbers and aggregation rules."""
+    return DATA_DIR / "checkpoints.yaml"
 
 
 def _load_yaml(path: Path) -> Any:
