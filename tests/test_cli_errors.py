@@ -49,7 +49,9 @@ def test_unknown_suite(tmp_path) -> None:
 def test_unknown_checkpoint(tmp_path) -> None:
     line = _one_error_line(_cli("run", "--checkpoint", str(tmp_path / "missing"),
                                 "--results", str(tmp_path)))
-    assert "unknown checkpoint" in line and "not a local folder" in line
+    assert f"no checkpoint folder '{tmp_path / 'missing'}'" in line and "has no 'missing'" in line
+    line = _one_error_line(_cli("run", "--checkpoint", "nope", "--results", str(tmp_path)))
+    assert "unknown checkpoint 'nope'" in line and "not a local folder" in line
 
 
 @pytest.mark.skipif(shutil.which("true") is None, reason="posix only")
