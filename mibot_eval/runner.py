@@ -25,6 +25,7 @@ from mibot_eval.parallel import options as parallel_options
 from mibot_eval.parallel.options import ParallelOptions
 from mibot_eval.parallel.sizing import auto_replicas, auto_workers, eta_text, gpu_free_memory_gb
 from mibot_eval.planning import RunRequest, SuitePlan, plan_suites, run_dir_name, suite_context
+from mibot_eval.policy.checkpoint import resolve_checkpoint_dir
 from mibot_eval.policy.load import (
     CheckpointIdentity,
     describe_policy,
@@ -54,6 +55,8 @@ def execute(request: RunRequest, policy: Any | None = None, checkpoint: Checkpoi
             scoped_environ(stack, TOKEN_FILE_ENV, str(Path(request.token_file).resolve()))
         info, named_only = _checkpoint_info(request, policy) if checkpoint is None else (checkpoint, False)
         plans = plan_suites(request, info)
+        if not named_only and policy is None and not request.policy_url and request.backend == "local":
+            resolve_checkpoint_dir(info)  # loaded on this machine: not there -> one line, before any folder
         if request.workers == "auto":
             request = _auto_workers(request, plans, info, policy)
         try:

@@ -234,6 +234,7 @@ def test_offline_a_new_hub_id_is_not_in_the_local_cache(tmp_path) -> None:
                             env={"HF_HOME": str(tmp_path / "hf")}))
     assert "checkpoint some/new-id is not in the local Hugging Face cache" in line
     assert str(tmp_path / "hf") in line and "HF_HUB_OFFLINE=1" in line and "unknown" not in line
+    assert not (tmp_path / "results").exists()  # refused before any run folder (or ETA) was made
     line = _error_line(_cli("run", "--checkpoint", "some/new-id", "--results", str(tmp_path / "r")))
     assert "--suites" in line and "--like NAME" in line
 
