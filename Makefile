@@ -1,10 +1,12 @@
 # mibot-eval: `make setup`, `make eval-libero`, `make test`. Variables narrow a run:
-#   CHECKPOINT=<name in checkpoints.yaml | hub id | local folder>  SUITES=a,b  TASKS=0,1  EPISODES=N
+#   CHECKPOINT=<name in checkpoints.yaml | any hub id owner/name | local folder>  SUITES=a,b  TASKS=0,1
+#   EPISODES=N  LIKE=<listed checkpoint an unlisted CHECKPOINT inherits suites, robot type, numbers from>
 VENV       ?= .venv
 PYTHON     ?= python3
 PY          = $(VENV)/bin/python
 CHECKPOINT ?= Xiaomi-Robotics-0-LIBERO
 SUITES     ?=
+LIKE       ?=
 TASKS      ?=
 EPISODES   ?=
 MAX_STEPS  ?=
@@ -12,7 +14,7 @@ VIDEO      ?= failures
 ARGS       ?=
 export MUJOCO_GL ?= egl
 
-RUN_FLAGS = --checkpoint $(CHECKPOINT) $(if $(SUITES),--suites $(SUITES)) \
+RUN_FLAGS = --checkpoint $(CHECKPOINT) $(if $(SUITES),--suites $(SUITES)) $(if $(LIKE),--like $(LIKE)) \
 	$(if $(TASKS),--tasks $(TASKS)) $(if $(EPISODES),--episodes $(EPISODES)) \
 	$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(VIDEO) $(ARGS)
 
@@ -38,6 +40,7 @@ SIMPLER_CKPT = $(if $(filter command line environment,$(origin CHECKPOINT)),$(CH
 help:
 	@echo "make setup         create $(VENV) with the pinned model + LIBERO stack"
 	@echo "make eval-libero   evaluate CHECKPOINT (default $(CHECKPOINT)) on LIBERO"
+	@echo "                   (your own: CHECKPOINT=owner/name or a folder, LIKE=Xiaomi-Robotics-0-LIBERO)"
 	@echo "make eval-libero-pro  the same on every supported LIBERO-PRO variant (docs/libero-pro.md)"
 	@echo "make eval-calvin   SPLIT=abc|abcd [SEQUENCES=N]: CALVIN chained protocol"
 	@echo "make setup-calvin  install calvin_env (upstream, pinned commit) into $(VENV)"
@@ -57,7 +60,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 eval-libero: setup
 	$(PY) -m mibot_eval.cli run $(if $(SUITES),,--suites libero_spatial,libero_object,libero_goal,libero_10) $(RUN_FLAGS)
 
-# LIBERO-PRO robustness suites (suites/libero_pro/): every supported upstream variant unless SUITES=...
+# LIBERO-PRO robustness suites (mibot_eval/data/suites/libero_pro/): every supported upstream variant unless SUITES=...
 eval-libero-pro: setup
 	$(PY) -m mibot_eval.cli run $(if $(SUITES),,--suites $$($(PY) -m mibot_eval.cli list --names --benchmark libero_pro)) $(RUN_FLAGS)
 	@echo "drop vs clean: $(PY) -m mibot_eval.cli robustness --clean results/<make eval-libero run> --variant results/<this run>"
@@ -67,7 +70,7 @@ setup-calvin: setup
 
 eval-calvin: setup
 	@test -n "$(CALVIN_CHECKPOINT_$(SPLIT))" || { echo "SPLIT must be abc or abcd, got '$(SPLIT)'" >&2; exit 2; }
-	$(PY) -m mibot_eval.cli run --checkpoint $(CALVIN_CKPT) --suites calvin_$(SPLIT)_d \
+	$(PY) -m mibot_eval.cli run --checkpoint $(CALVIN_CKPT) --suites calvin_$(SPLIT)_d $(if $(LIKE),--like $(LIKE)) \
 		$(if $(SEQUENCES),--tasks 0-$(shell echo $$(($(SEQUENCES)-1)))) \
 		$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(CALVIN_VIDEO) $(ARGS)
 
@@ -83,6 +86,7 @@ simpler-args:
 
 eval-simpler: simpler-args setup-simpler
 	$(SIMPLER_VENV)/bin/python -m mibot_eval.cli run --checkpoint $(SIMPLER_CKPT) --suites $(SIMPLER_SUITE_$(ROBOT)) \
+		$(if $(LIKE),--like $(LIKE)) \
 		$(if $(TASKS),--tasks $(TASKS)) $(if $(EPISODES),--episodes $(EPISODES)) \
 		$(if $(MAX_STEPS),--max-steps $(MAX_STEPS)) --video $(VIDEO) $(ARGS)
 

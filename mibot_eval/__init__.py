@@ -10,7 +10,8 @@ any import cycle):
   episode.py, execution.py      one episode's loop; the chunk scheduler
   planning.py                   the request and its suites' plans (data)
   suites/, policy/, results/    simulators, models, recorded results
-  config.py, types.py, errors.py  typed YAML, the types at the seams, the user-facing error
+  config.py, types.py, errors.py  typed YAML (data/: suites, checkpoints.yaml), the types at the
+                                  seams, the user-facing error
 
 `evaluate` is imported lazily so that `import mibot_eval.config` stays cheap.
 """

@@ -37,15 +37,18 @@ def evaluate(
     results_dir: str | Path = "results",
     *,
     name: str | None = None,
+    like: str | None = None,
     progress: bool = True,
     **options: Any,
 ) -> RunSummary:
     """Run (or resume) an evaluation and return its measured summary.
 
-    checkpoint_or_policy: a checkpoints.yaml name (e.g. "Xiaomi-Robotics-0-LIBERO", "tiny"), a hub id,
-      a local checkpoint folder, or a policy object (see the module docstring).
+    checkpoint_or_policy: a checkpoints.yaml name (e.g. "Xiaomi-Robotics-0-LIBERO", "tiny"), any hub
+      id (owner/name), a local checkpoint folder, or a policy object (see the module docstring).
     suites: suite names (default: the checkpoint's); tasks: task ids (CALVIN: positions in the
       release's order); episodes: trials per task (default: the protocol's).
+    like: for a checkpoint not in checkpoints.yaml, the listed one whose suites, robot type and
+      reported numbers it inherits (e.g. "Xiaomi-Robotics-0-LIBERO" for a fine-tune of it).
     options: any other RunRequest field (run_name, execution, execution_options, max_steps, video,
       render, device, workers, batch_size, policy_url, backend, shard, episode_timeout, ...).
     """
@@ -66,7 +69,7 @@ def evaluate(
         raise UserError(f"evaluate(): unknown option(s) {', '.join(sorted(unknown))}")
     options.setdefault("video", "none")
     request = RunRequest(
-        checkpoint=checkpoint, suites=[suites] if isinstance(suites, str) else list(suites or []),
+        checkpoint=checkpoint, suites=[suites] if isinstance(suites, str) else list(suites or []), like=like,
         tasks=None if tasks is None else list(tasks), episodes_per_task=episodes,
         results_dir=Path(results_dir), progress=progress, **options,
     )

@@ -64,10 +64,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "1 regressed, 3 inconclusive; 2 refused; 130 interrupted (rerun to resume).",
     )
     p.add_argument("--checkpoint", "-c", required=True,
-                   help="name from checkpoints.yaml (e.g. Xiaomi-Robotics-0-LIBERO, tiny), hub id, "
-                   "or local folder")
+                   help="a name from checkpoints.yaml (`mibot-eval list`; e.g. Xiaomi-Robotics-0-LIBERO, "
+                   "tiny), any hub id owner/name (taken from the local Hugging Face cache, downloaded "
+                   "when online), or a local checkpoint folder (with config.json); one not in "
+                   "checkpoints.yaml needs --suites or --like")
     p.add_argument("--suites", "-s", type=_str_list, default=[],
-                   help="comma-separated suites (default: the checkpoint's suites)")
+                   help="comma-separated suites, or paths to suite YAML files (default: the checkpoint's "
+                   "suites)")
+    p.add_argument("--like", default=None, metavar="NAME",
+                   help="for a checkpoint not in checkpoints.yaml (a fine-tune): inherit the suites, "
+                   "robot type and reported numbers of this listed checkpoint, e.g. "
+                   "--like Xiaomi-Robotics-0-LIBERO (recorded in the manifest)")
     p.add_argument("--tasks", type=_int_list, default=None,
                    help="task ids, e.g. 0,3 or 0-99 (default: all); CALVIN: positions in the release's "
                    "order (0-9 = its first ten sequences; records keep the file index)")
@@ -176,7 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.gate_against is None and (args.alpha != 0.05 or args.max_drop != 0.0):
         raise UserError("--alpha and --max-drop need --gate-against BASELINE_RUN")
     summary = evaluate(
-        args.checkpoint, suites=args.suites, tasks=args.tasks, episodes=args.episodes,
+        args.checkpoint, suites=args.suites, tasks=args.tasks, episodes=args.episodes, like=args.like,
         results_dir=args.results, run_name=args.run_name,
         execution=args.execution, max_steps=args.max_steps, video=args.video,
         video_cap=args.video_cap, render=args.render, device=args.device,
@@ -262,6 +269,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("checkpoints:")
         for name, info in load_checkpoints().items():
             print(f"  {name:<42} robot_type={info.robot_type} suites={','.join(info.suites) or '-'}")
+        print("  (any other hub id owner/name or local folder too, with --suites or --like NAME)")
     return 0
 
 

@@ -1,6 +1,9 @@
-"""Load and validate `suites/*.yaml` and `checkpoints.yaml` into typed objects.
+"""Load and validate the packaged suites (`mibot_eval/data/suites/*.yaml`) and
+`mibot_eval/data/checkpoints.yaml` into typed objects.
 
-Bad files fail here with one clear line (UserError). Protocol numbers are read from YAML only.
+They are package data: a source checkout, `pip install .`, a wheel and `pip install git+URL` read the
+same files, from any working directory. Bad files fail here with one clear line (UserError). Protocol
+numbers are read from YAML only.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,18 +25,17 @@ SEED_LANGUAGES = ("instruction", "prompt")
 CAPITALIZE_RULES = ("python", "first_letter", "none")
 
 
-def project_root() -> Path:
-    """Where suites/ and checkpoints.yaml live: $MIBOT_EVAL_HOME, else the source checkout."""
-    env = os.environ.get("MIBOT_EVAL_HOME")
-    return Path(env) if env else Path(__file__).resolve().parents[1]
+DATA_DIR = Path(__file__).resolve().parent / "data"  # package data, installed with the package
 
 
 def suites_dir() -> Path:
-    return project_root() / "suites"
+    """The packaged suite YAMLs (and their variant family folders, e.g. suites/libero_pro/)."""
+    return DATA_DIR / "suites"
 
 
 def checkpoints_file() -> Path:
-    return project_root() / "checkpoints.yaml"
+    """The packaged registry of released checkpoints, their reported numbers and aggregation rules."""
+    return DATA_DIR / "checkpoints.yaml"
 
 
 def _load_yaml(path: Path) -> Any:
@@ -392,9 +394,20 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+CHECKPOINT_FIELDS = ("repo", "robot_type", "suites", "reported", "tiny", "like_release")
+# A Hugging Face repo id as the hub accepts it: owner/name, ASCII letters, digits, "_", "-", ".",
+# no "--" or ".." (huggingface_hub validate_repo_id), at most 96 characters each side.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}", re.ASCII)
+
+
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """A released (or local) checkpoint: where to load it from and what was reported for it."""
+    """A checkpoint: where to load it from and what was reported for it.
+
+    listed: an entry of checkpoints.yaml (or a hub id listed there). Any other hub id or local folder
+    is unlisted: its suites, robot type and reported numbers come from --suites, or from the listed
+    checkpoint named by `like` (--like, or a local folder named like a released checkpoint).
+    """
 
     name: str
     repo: str | None = None
@@ -404,55 +417,171 @@ class CheckpointInfo:
     reported: dict[str, dict[str, float]] = field(default_factory=dict)
     tiny: bool = False
     like_release: bool = False  # tiny only: as limited as the released checkpoints
+    listed: bool = False
+    like: str | None = None  # the listed checkpoint whose suites, robot type and numbers it inherits
+    like_by: str | None = None  # how: "--like" or "folder name"
 
     def robot_type_for(self, suite: SuiteProtocol) -> str:
         return self.robot_type or suite.default_robot_type
 
+    @property
+    def origin(self) -> str | None:
+        """Where an unlisted checkpoint comes from: "hf:OWNER/NAME" or "local:/ABSOLUTE/FOLDER"."""
+        if self.listed or self.tiny:
+            return None
+        if self.path:
+            return f"local:{self.path}"
+        return f"hf:{self.repo}" if self.repo else None
+
+    def inherited(self) -> dict[str, Any] | None:
+        """What it inherited from `like`, as the manifest's checkpoint entry records it."""
+        if self.like is None:
+            return None
+        return {"name": self.like, "by": self.like_by, "suites": list(self.suites),
+                "robot_type": self.robot_type, "reported": self.reported}
+
 
 def load_checkpoints(path: Path | None = None) -> dict[str, CheckpointInfo]:
+    """checkpoints.yaml's entries by name; a malformed entry fails with one line naming it."""
     path = path or checkpoints_file()
     data = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
         raise UserError(f"{path}: expected a top-level 'checkpoints' mapping")
-    result = {}
-    for name, entry in data["checkpoints"].items():
-        if not isinstance(entry, dict):
-            raise UserError(f"{path}: checkpoint '{name}' must be a mapping")
-        reported = entry.get("reported") or {}
-        if not isinstance(reported, dict) or not all(
-            isinstance(v, dict) for v in reported.values()
-        ):
-            raise UserError(f"{path}: checkpoint '{name}': 'reported' must map suite -> metrics")
-        result[name] = CheckpointInfo(
-            name=name,
-            repo=entry.get("repo"),
-            robot_type=entry.get("robot_type"),
-            suites=tuple(entry.get("suites") or ()),
-            reported={k: {m: float(x) for m, x in v.items()} for k, v in reported.items()},
-            tiny=bool(entry.get("tiny", False)),
-            like_release=bool(entry.get("like_release", False)),
-        )
-    return result
+    return {str(name): _checkpoint_entry(str(name), entry, path)
+            for name, entry in data["checkpoints"].items()}
 
 
-def resolve_checkpoint(name_or_path: str) -> CheckpointInfo:
-    """A name from checkpoints.yaml, a hub repo id listed there, or a local checkpoint folder."""
+def _checkpoint_entry(name: str, entry: Any, path: Path) -> CheckpointInfo:
+    where = f"{path}: checkpoint '{name}'"
+    if not isinstance(entry, dict):
+        raise UserError(f"{where} must be a mapping")
+    unknown = sorted(set(entry) - set(CHECKPOINT_FIELDS))
+    if unknown:
+        raise UserError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} "
+                        f"(known: {', '.join(CHECKPOINT_FIELDS)})")
+    for key in ("repo", "robot_type"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise UserError(f"{where}: '{key}' must be a string, got {entry[key]!r}")
+    if entry.get("repo") is not None and not is_hub_id(entry["repo"]):
+        raise UserError(f"{where}: 'repo' must be a hub id owner/name, got {entry['repo']!r}")
+    suites = entry.get("suites") or []
+    if not isinstance(suites, list) or not all(isinstance(s, str) for s in suites):
+        raise UserError(f"{where}: 'suites' must be a list of suite names, got {suites!r}")
+    reported = entry.get("reported") or {}
+    if not isinstance(reported, dict) or not all(
+        isinstance(metrics, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                          for v in metrics.values())
+        for metrics in reported.values()
+    ):
+        raise UserError(f"{where}: 'reported' must map suite -> {{metric: number}}, got {reported!r}")
+    for key in ("tiny", "like_release"):
+        if not isinstance(entry.get(key, False), bool):
+            raise UserError(f"{where}: '{key}' must be true or false, got {entry[key]!r}")
+    if not entry.get("tiny") and not entry.get("repo"):
+        raise UserError(f"{where} needs a 'repo' (hub id owner/name)")
+    return CheckpointInfo(
+        name=name, repo=entry.get("repo"), robot_type=entry.get("robot_type"), suites=tuple(suites),
+        reported={str(k): {str(m): float(x) for m, x in v.items()} for k, v in reported.items()},
+        tiny=bool(entry.get("tiny", False)), like_release=bool(entry.get("like_release", False)),
+        listed=True,
+    )
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether `text` is spelled as a Hugging Face repo id (owner/name)."""
+    return bool(_HUB_ID.fullmatch(text)) and "--" not in text and ".." not in text
+
+
+def listed_checkpoint(name: str, checkpoints: dict[str, CheckpointInfo] | None = None
+                      ) -> CheckpointInfo | None:
+    """The checkpoints.yaml entry named `name` or whose repo is `name`; None when there is none."""
+    checkpoints = load_checkpoints() if checkpoints is None else checkpoints
+    if name in checkpoints:
+        return checkpoints[name]
+    return next((info for info in checkpoints.values() if info.repo == name), None)
+
+
+def resolve_checkpoint(name_or_path: str, like: str | None = None) -> CheckpointInfo:
+    """What --checkpoint names: an entry of checkpoints.yaml (by name or hub id), else an existing
+    local checkpoint folder, else any hub id (owner/name; its files are found later, by
+    policy/checkpoint.py, in the local Hugging Face cache or on the hub).
+
+    like: a listed checkpoint whose suites, robot type and reported numbers an unlisted one inherits
+    (a local folder named like a released checkpoint inherits that one's unless `like` says another).
+    One clear UserError line for anything else, e.g. a mistyped local path.
+    """
     checkpoints = load_checkpoints()
-    if name_or_path in checkpoints:
-        return checkpoints[name_or_path]
-    for info in checkpoints.values():
-        if info.repo == name_or_path:
-            return info
+    listed = listed_checkpoint(name_or_path, checkpoints)
+    if listed is not None:
+        if like is not None:
+            raise UserError(f"--like is for checkpoints not in checkpoints.yaml; '{name_or_path}' is listed "
+                            "there with its own suites and reported numbers (report --compare-with NAME "
+                            "compares a run with another entry's numbers)")
+        return listed
+    base = _like_entry(like, checkpoints)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise UserError(f"{path}: not a checkpoint folder (no config.json)")
-        # A local copy of a released checkpoint keeps its reported numbers when named like it.
-        for info in checkpoints.values():
-            if info.repo and path.name == info.repo.split("/")[-1]:
-                return replace(info, path=str(path.resolve()))
-        return CheckpointInfo(name=path.name, path=str(path.resolve()))
+            raise UserError(f"{name_or_path}: not a checkpoint folder (no config.json in it)")
+        path, by = path.resolve(), "--like"  # named by the folder itself (not a symlink to it, not ".")
+        if base is None:  # a local copy of a released checkpoint keeps its numbers when named like it
+            base = next((info for info in checkpoints.values()
+                         if info.repo and path.name == info.repo.split("/")[-1]), None)
+            by = "folder name"
+        return _inherit(CheckpointInfo(name=path.name, path=str(path)), base, by)
+    if path.exists():
+        raise UserError(f"{name_or_path}: a file, not a checkpoint folder (give the folder that holds "
+                        "config.json)")
+    if _looks_like_path(name_or_path):
+        raise UserError(_missing_folder(name_or_path))
+    if is_hub_id(name_or_path):
+        return _inherit(CheckpointInfo(name=name_or_path, repo=name_or_path), base, "--like")
     raise UserError(
-        f"unknown checkpoint '{name_or_path}': not in checkpoints.yaml "
-        f"({', '.join(checkpoints)}) and not a local folder"
+        f"unknown checkpoint '{name_or_path}': not in checkpoints.yaml ({', '.join(checkpoints)}), "
+        "not a local folder, and not a hub id (owner/name)"
     )
+
+
+def named_checkpoint(name: str, like: str | None = None) -> CheckpointInfo:
+    """A checkpoint known only by its name (a Python policy object, or a policy server's folder this
+    machine does not have), with what it inherits from `like`."""
+    return _inherit(CheckpointInfo(name=name), _like_entry(like, load_checkpoints()), "--like")
+
+
+def _like_entry(like: str | None, checkpoints: dict[str, CheckpointInfo]) -> CheckpointInfo | None:
+    if like is None:
+        return None
+    entry = listed_checkpoint(like, checkpoints)
+    if entry is None:
+        raise UserError(f"--like {like}: not in checkpoints.yaml (listed: {', '.join(checkpoints)})")
+    return entry
+
+
+def _inherit(info: CheckpointInfo, base: CheckpointInfo | None, by: str) -> CheckpointInfo:
+    if base is None:
+        return info
+    return replace(info, suites=base.suites, robot_type=base.robot_type, reported=dict(base.reported),
+                   like=base.name, like_by=by)
+
+
+def _looks_like_path(text: str) -> bool:
+    """Written as a path (./x, ../x, /x, ~/x, x/, a/b/c, a\\b), or its first part exists here."""
+    if text.startswith((".", "/", "~")) or text.endswith("/") or "\\" in text or text.count("/") > 1:
+        return True
+    first = text.split("/", 1)[0]
+    return "/" in text and Path(first).exists()
+
+
+def _missing_folder(text: str) -> str:
+    """One line for a local path that does not exist: the deepest part that does and what it holds."""
+    path = Path(text).expanduser()
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    missing = path.relative_to(existing).parts[0]
+    folders = sorted(p.name for p in existing.iterdir() if p.is_dir() and not p.name.startswith("."))
+    holds = f" (it holds {', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''})" if folders else ""
+    why = "" if text.startswith((".", "/", "~")) else \
+        " (read as a local path: it is written as one or its first part exists here)"
+    return (f"no checkpoint folder '{text}'{why}: {existing} has no '{missing}'{holds}; "
+            "a hub id is written owner/name")

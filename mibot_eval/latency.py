@@ -17,12 +17,15 @@ import argparse
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mibot_eval.arg_types import int_list as _int_list
 from mibot_eval.arg_types import str_list as _str_list
 from mibot_eval.errors import UserError
 from mibot_eval.results.stats import wilson_interval
+
+if TYPE_CHECKING:
+    from mibot_eval.config import CheckpointInfo
 
 CSV_NAME = "latency_sweep.csv"
 PNG_NAME = "latency_sweep.png"
@@ -42,6 +45,7 @@ MOTION_BANDS = ("seam_jump_l2", "plan_vs_executed_l2", "seam_vs_old_chunk_l2", "
 class SweepRequest:
     checkpoint: str
     suites: list[str] = field(default_factory=list)
+    like: str | None = None  # an unlisted checkpoint inherits this listed one's suites and robot type
     tasks: list[int] | None = None
     episodes_per_task: int | None = None
     max_steps: int | None = None
@@ -197,16 +201,16 @@ def _band(axis: Any, rows: list[dict[str, Any]], name: str, color: str, label: s
 def run_sweep(request: SweepRequest, policy: Any = None) -> dict[str, Path]:
     """Run (or resume) every delay and write each suite's CSV and PNG; returns suite -> folder."""
     from mibot_eval.config import load_suite, resolve_checkpoint
-    from mibot_eval.planning import RunRequest
+    from mibot_eval.planning import RunRequest, no_suites_message
     from mibot_eval.policy.checkpoint import resolve_checkpoint_dir
     from mibot_eval.policy.load import load_policy
     from mibot_eval.results.store import RunStore
     from mibot_eval.runner import execute
 
-    info = resolve_checkpoint(request.checkpoint)
+    info = resolve_checkpoint(request.checkpoint, like=request.like)
     suites = list(request.suites or info.suites)
     if not suites:
-        raise UserError(f"checkpoint '{info.name}' lists no suites; pass --suites")
+        raise UserError(no_suites_message(info))
     protocols = {name: load_suite(name) for name in suites}
     delays = sweep_delays(request.max_delay, request.delays,
                           max(p.replan_steps for p in protocols.values()))
@@ -221,19 +225,23 @@ def run_sweep(request: SweepRequest, policy: Any = None) -> dict[str, Path]:
             episodes_per_task=request.episodes_per_task, results_dir=request.results_dir,
             execution="async", max_steps=request.max_steps, video="none", render=request.render,
             device=request.device, execution_options={k: v for k, v in options.items() if v is not None},
-        ), policy=policy)
+            like=request.like,
+        ), policy=policy, checkpoint=info)
         records = RunStore(run_dir).records()
         for name, protocol in protocols.items():
             hz = request.control_hz or protocol.control_hz
             rows[name].append(sweep_row(name, delay, hz, run_dir, records))
             # rewritten after every delay: partial results stay visible
-            folders[name] = _write_outputs(request, info.name, name, rows[name], hz)
+            folders[name] = _write_outputs(request, info, name, rows[name], hz)
     return folders
 
 
-def _write_outputs(request: SweepRequest, checkpoint: str, suite: str, rows: list[dict[str, Any]],
+def _write_outputs(request: SweepRequest, info: CheckpointInfo, suite: str, rows: list[dict[str, Any]],
                    control_hz: float | None) -> Path:
-    folder = sweep_dir(request.results_dir, checkpoint, suite)
+    from mibot_eval.planning import checkpoint_label
+
+    checkpoint = info.name
+    folder = sweep_dir(request.results_dir, checkpoint_label(info), suite)
     write_csv(folder / CSV_NAME, rows)
     prefix = rows[0]["prefix"] if rows else None
     plot(folder / PNG_NAME, rows, f"{checkpoint} on {suite}: success vs inference delay "
@@ -252,9 +260,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Delay 0 executes exactly the sync protocol's actions.",
     )
     p.add_argument("--checkpoint", "-c", required=True,
-                   help="name from checkpoints.yaml (e.g. tiny), hub id, or local folder")
+                   help="a name from checkpoints.yaml (e.g. tiny), any hub id owner/name, or a local "
+                   "folder (as for run; one not in checkpoints.yaml needs --suites or --like)")
     p.add_argument("--suites", "-s", type=_str_list, default=[],
                    help="comma-separated suites (default: the checkpoint's suites)")
+    p.add_argument("--like", default=None, metavar="NAME",
+                   help="an unlisted checkpoint inherits this listed one's suites, robot type and "
+                   "reported numbers (as for run)")
     p.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all)")
     p.add_argument("--episodes", type=int, default=None,
                    help="trials per task (default: the protocol's, 50 for LIBERO)")
@@ -278,7 +290,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     request = SweepRequest(
-        checkpoint=args.checkpoint, suites=args.suites, tasks=args.tasks,
+        checkpoint=args.checkpoint, suites=args.suites, tasks=args.tasks, like=args.like,
         episodes_per_task=args.episodes, max_steps=args.max_steps, delays=args.delays,
         max_delay=args.max_delay, results_dir=args.results,
         prefix=False if args.no_prefix else None, control_hz=args.control_hz, render=args.render,

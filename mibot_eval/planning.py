@@ -6,6 +6,7 @@ The runner plans with it; backends, workers and the manifest read the plans it m
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ class RunRequest:
 
     checkpoint: str
     suites: list[str] = field(default_factory=list)
+    like: str | None = None  # an unlisted checkpoint inherits this listed one's suites, robot type, numbers
     tasks: list[int] | None = None
     episodes_per_task: int | None = None
     results_dir: Path = Path("results")
@@ -72,13 +74,29 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
 
 
+def checkpoint_label(info: CheckpointInfo) -> str:
+    """The checkpoint's part of a run folder name.
+
+    A checkpoint of checkpoints.yaml (or a bare name: a Python policy object): its name. Any other hub
+    id: OWNER--NAME (a hub id never contains "--"). Any other local folder: its folder name and 8 hex
+    digits of its absolute path (sha256), so two folders named checkpoint-12000 from two training
+    runs, or a folder named like a hub repo, never share a run folder.
+    """
+    origin = info.origin
+    if origin is None:
+        return slug(info.name)
+    if origin.startswith("hf:"):
+        return slug(origin[3:].replace("/", "--"))
+    return f"{slug(info.name)}-{hashlib.sha256(origin.encode()).hexdigest()[:8]}"
+
+
 def run_dir_name(info: CheckpointInfo, protocols: list[SuiteProtocol], request: RunRequest) -> str:
     """Same command -> same folder (so a rerun resumes); protocol overrides get their own folder."""
     if request.run_name:
         return slug(request.run_name)
     benchmarks = "+".join(sorted({p.benchmark for p in protocols}))
     mode = request.execution or protocols[0].execution
-    parts = [slug(info.name), benchmarks, mode]
+    parts = [checkpoint_label(info), benchmarks, mode]
     if request.max_steps is not None:
         parts.append(f"max{request.max_steps}")
     for key, value in sorted(request.execution_options.items()):
@@ -89,11 +107,20 @@ def run_dir_name(info: CheckpointInfo, protocols: list[SuiteProtocol], request: 
     return "__".join(slug(str(p)) for p in parts)
 
 
+def no_suites_message(info: CheckpointInfo) -> str:
+    """Why a run of `info` has no suites, and what to pass."""
+    if info.listed:
+        return f"checkpoint '{info.name}' lists no suites in checkpoints.yaml; pass --suites (make: SUITES=)"
+    return (f"checkpoint '{info.name}' is not in checkpoints.yaml, so its suites are unknown: pass "
+            "--suites a,b (make: SUITES=) or --like NAME (make: LIKE=), NAME a listed checkpoint whose "
+            "suites, robot type and reported numbers it takes, e.g. --like Xiaomi-Robotics-0-LIBERO")
+
+
 def plan_suites(request: RunRequest, info: CheckpointInfo) -> list[SuitePlan]:
     """The requested suites' protocols (with overrides), adapters, episodes and execution configs."""
     names = request.suites or list(info.suites)
     if not names:
-        raise UserError(f"checkpoint '{info.name}' lists no suites; pass SUITES=... / --suites")
+        raise UserError(no_suites_message(info))
     plans = []
     for name in names:
         protocol = load_suite(name).with_overrides(

@@ -16,7 +16,7 @@ from typing import Any
 
 from mibot_eval import chatter
 from mibot_eval.backend import Backend, InProcessBackend
-from mibot_eval.config import CheckpointInfo, resolve_checkpoint
+from mibot_eval.config import CheckpointInfo, listed_checkpoint, named_checkpoint, resolve_checkpoint
 from mibot_eval.errors import UserError
 from mibot_eval.gating import GateDecided, GateSession, supersede_completed
 from mibot_eval.interrupts import deferred_signals
@@ -25,6 +25,7 @@ from mibot_eval.parallel import options as parallel_options
 from mibot_eval.parallel.options import ParallelOptions
 from mibot_eval.parallel.sizing import auto_replicas, auto_workers, eta_text, gpu_free_memory_gb
 from mibot_eval.planning import RunRequest, SuitePlan, plan_suites, run_dir_name, suite_context
+from mibot_eval.policy.checkpoint import resolve_checkpoint_dir
 from mibot_eval.policy.load import (
     CheckpointIdentity,
     describe_policy,
@@ -44,16 +45,21 @@ __all__ = ["RunRequest", "execute"]
 MAX_LISTED_ERRORS = 20  # errored keys named in a history entry's outcome
 
 
-def execute(request: RunRequest, policy: Any | None = None) -> Path:
+def execute(request: RunRequest, policy: Any | None = None, checkpoint: CheckpointInfo | None = None
+            ) -> Path:
     """Run (or resume) the requested evaluation; returns the run directory.
 
-    policy: use this object instead of loading the checkpoint (any object with `infer`)."""
+    policy: use this object instead of loading the checkpoint (any object with `infer`).
+    checkpoint: the resolved checkpoint `policy` was loaded from (then it is identified as that
+    checkpoint, not as a policy object)."""
     chatter.set_log(None, verbose=request.verbose)  # -v: simulator output on the terminal from the start
     with contextlib.ExitStack() as stack:
         if request.token_file is not None:  # RemotePolicy reads it here, in workers and in Ray actors
             scoped_environ(stack, TOKEN_FILE_ENV, str(Path(request.token_file).resolve()))
-        info, named_only = _checkpoint_info(request, policy)
+        info, named_only = _checkpoint_info(request, policy) if checkpoint is None else (checkpoint, False)
         plans = plan_suites(request, info)
+        if not named_only and policy is None and not request.policy_url and request.backend == "local":
+            resolve_checkpoint_dir(info)  # loaded on this machine: not there -> one line, before any folder
         if request.workers == "auto":
             request = _auto_workers(request, plans, info, policy)
         try:
@@ -102,13 +108,19 @@ def _auto_workers(request: RunRequest, plans: list[SuitePlan], info: CheckpointI
 
 
 def _checkpoint_info(request: RunRequest, policy: Any | None) -> tuple[CheckpointInfo, bool]:
-    """The checkpoint's registry entry; (a bare name, True) for a policy server or a policy object."""
+    """The checkpoint (listed, a local folder or any hub id); (a bare name, True) for a policy object
+    whose name is neither listed nor a local folder (a name, not a hub id to fetch), or a policy
+    server's checkpoint that this machine cannot resolve."""
+    name = Path(request.checkpoint).name
+    if policy is not None and listed_checkpoint(request.checkpoint) is None \
+            and not Path(request.checkpoint).expanduser().is_dir():
+        return named_checkpoint(name, like=request.like), True
     try:
-        return resolve_checkpoint(request.checkpoint), False
+        return resolve_checkpoint(request.checkpoint, like=request.like), False
     except UserError:
         if not request.policy_url and policy is None:
             raise
-        return CheckpointInfo(name=Path(request.checkpoint).name), True
+        return named_checkpoint(name, like=request.like), True
 
 
 def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], policy: Any | None,
@@ -133,7 +145,10 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
                 check(plan.robot_type)
         keys = {spec.key for plan in plans for spec in plan.episodes}
         retry = _errored(store, keys) if request.retry_errors else {}
-        manifest = build_manifest(run, identity.as_manifest(), plans, describe_policy(policy), request,
+        checkpoint = identity.as_manifest()
+        if info.inherited() is not None:  # what an unlisted checkpoint took from --like
+            checkpoint["like"] = info.inherited()
+        manifest = build_manifest(run, checkpoint, plans, describe_policy(policy), request,
                                   retried_errors=sorted(retry))
         if options.parallel:
             manifest["parallel"] = options.as_dict()

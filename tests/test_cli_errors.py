@@ -49,7 +49,9 @@ def test_unknown_suite(tmp_path) -> None:
 def test_unknown_checkpoint(tmp_path) -> None:
     line = _one_error_line(_cli("run", "--checkpoint", str(tmp_path / "missing"),
                                 "--results", str(tmp_path)))
-    assert "unknown checkpoint" in line and "not a local folder" in line
+    assert f"no checkpoint folder '{tmp_path / 'missing'}'" in line and "has no 'missing'" in line
+    line = _one_error_line(_cli("run", "--checkpoint", "nope", "--results", str(tmp_path)))
+    assert "unknown checkpoint 'nope'" in line and "not a local folder" in line
 
 
 @pytest.mark.skipif(shutil.which("true") is None, reason="posix only")
@@ -74,22 +76,39 @@ def test_simulator_not_installed(tmp_path) -> None:
     assert "LIBERO simulator is not installed" in line and "make setup" in line
 
 
-def test_malformed_suite_yaml(tmp_path) -> None:
-    home = tmp_path / "home"
-    shutil.copytree(ROOT / "suites", home / "suites")
-    shutil.copy(ROOT / "checkpoints.yaml", home / "checkpoints.yaml")
+def _data_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the packaged data folder that this process reads instead (config.DATA_DIR)."""
+    from mibot_eval import config
+
+    home = tmp_path / "data"
+    shutil.copytree(config.DATA_DIR, home, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(config, "DATA_DIR", home)
+    return home
+
+
+def _main_error_line(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """`mibot-eval ARGS` in this process: exit 2 and one error line, no traceback."""
+    from mibot_eval.cli import main
+
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("mibot-eval: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_malformed_suite_yaml(tmp_path, monkeypatch, capsys) -> None:
+    home = _data_copy(tmp_path, monkeypatch)
     (home / "suites" / "libero_spatial.yaml").write_text("name: libero_spatial\nmax_steps: [220\n")
-    line = _one_error_line(_cli("run", "--checkpoint", "tiny", "--suites", "libero_spatial",
-                                "--results", str(tmp_path), env={"MIBOT_EVAL_HOME": str(home)}))
+    line = _main_error_line(capsys, "run", "--checkpoint", "tiny", "--suites", "libero_spatial",
+                            "--results", str(tmp_path))
     assert "libero_spatial.yaml" in line and "malformed YAML" in line
 
 
-def test_malformed_checkpoints_yaml(tmp_path) -> None:
-    home = tmp_path / "home"
-    shutil.copytree(ROOT / "suites", home / "suites")
+def test_malformed_checkpoints_yaml(tmp_path, monkeypatch, capsys) -> None:
+    home = _data_copy(tmp_path, monkeypatch)
     (home / "checkpoints.yaml").write_text("checkpoints: [unclosed\n")
-    line = _one_error_line(_cli("run", "--checkpoint", "tiny", "--results", str(tmp_path),
-                                env={"MIBOT_EVAL_HOME": str(home)}))
+    line = _main_error_line(capsys, "run", "--checkpoint", "tiny", "--results", str(tmp_path))
     assert "checkpoints.yaml" in line and "malformed YAML" in line
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 
 import pytest
@@ -99,13 +100,14 @@ def test_sweep_runs_one_resumable_run_per_delay(tmp_path) -> None:
     policy = ScriptedPolicy()
     folders = run_sweep(request, policy=policy)
     folder = folders["libero_spatial"]
-    assert folder == tmp_path / "results" / "latency-sweep__my-ckpt__libero_spatial"
+    label = f"my-ckpt-{hashlib.sha256(f'local:{checkpoint.resolve()}'.encode()).hexdigest()[:8]}"
+    assert folder == tmp_path / "results" / f"latency-sweep__{label}__libero_spatial"
     with (folder / CSV_NAME).open() as stream:
         rows = list(csv.DictReader(stream))
     assert [r["delay_steps"] for r in rows] == ["0", "6"]
     assert [r["delay_ms"] for r in rows] == ["0.0", "300.0"]
-    assert [r["run"] for r in rows] == ["my-ckpt__libero__async__max12__delay_steps0",
-                                        "my-ckpt__libero__async__max12__delay_steps6"]
+    assert [r["run"] for r in rows] == [f"{label}__libero__async__max12__delay_steps0",
+                                        f"{label}__libero__async__max12__delay_steps6"]
     assert all(r["episodes"] == "1" and r["prefix"] == "unsupported" for r in rows)
     assert rows[0]["idle_steps_per_episode"] == "0.0"
     # d = 6, k = T = 10, 12 steps: requests at 0 and 4; the chunk arrives at 10 from index 6, its

@@ -1,4 +1,4 @@
-"""LIBERO-PRO variant suites (suites/libero_pro/): the catalogue, the inherited release protocol, and
+"""LIBERO-PRO variant suites (data/suites/libero_pro/): the catalogue, the inherited release protocol, and
 against the installed package (no env is built): every supported variant loads with its init states,
 its instruction comes from the right source, its tasks map onto the clean suite's, and every
 unsupported one really lacks what its reason says."""
@@ -103,9 +103,11 @@ def test_unsupported_variant_is_refused_with_one_line() -> None:
 
 
 def test_bad_family_files_fail_with_one_line(tmp_path, monkeypatch) -> None:
-    home = tmp_path / "home"
-    shutil.copytree(ROOT / "suites", home / "suites")
-    monkeypatch.setenv("MIBOT_EVAL_HOME", str(home))
+    from mibot_eval import config
+
+    home = tmp_path / "data"
+    shutil.copytree(config.DATA_DIR, home, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(config, "DATA_DIR", home)
     bad = home / "suites" / "libero_pro" / "bad.yaml"
     for text, match in [
         ("variants: {bases: [libero_nope], name: '{base}_x'}\noverrides: {}\n", "base suite.*libero_nope"),

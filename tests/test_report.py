@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mibot_eval.config import checkpoints_file
 from mibot_eval.errors import UserError
 from mibot_eval.results.commands import publish_run
 from mibot_eval.results.report import report_run
@@ -18,8 +19,6 @@ from mibot_eval.results.summary import (
     load_run,
 )
 from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, task_records, write_run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
@@ -113,7 +112,7 @@ def test_calvin_report_against_reported(tmp_path) -> None:
 
 def test_aggregates_schema_errors_are_one_line(tmp_path) -> None:
     path = tmp_path / "checkpoints.yaml"
-    base = (ROOT / "checkpoints.yaml").read_text()
+    base = checkpoints_file().read_text()
     path.write_text(base.replace("rule: mean_of_suites", "rule: median_of_suites"))
     with pytest.raises(UserError, match=r"aggregates\.libero\.average: unknown rule 'median_of_suites'"):
         load_aggregates(path)

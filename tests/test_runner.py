@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -30,7 +31,8 @@ def test_run_records_every_episode_and_resumes_after_interrupt(tmp_path, checkpo
     # 12 steps, replan 10 -> 2 queries per episode; interrupt in the second episode
     with pytest.raises(KeyboardInterrupt):
         execute(request, policy=InterruptingPolicy(at=3))
-    run_dir = tmp_path / "results" / "my-ckpt__libero__sync__max12"
+    label = f"my-ckpt-{hashlib.sha256(f'local:{checkpoint_dir.resolve()}'.encode()).hexdigest()[:8]}"
+    run_dir = tmp_path / "results" / f"{label}__libero__sync__max12"  # README: a local folder's run folder
     lines = (run_dir / "episodes.jsonl").read_text().splitlines()
     assert [json.loads(line)["key"] for line in lines] == ["libero_spatial/0/0"]
 

@@ -37,7 +37,7 @@ from mibot_eval.parallel.options import ParallelOptions
 
 WAIT_S = 0.5
 PASS_ENV = ("MUJOCO_GL", "HF_HUB_OFFLINE", "HF_HOME", "HF_ENDPOINT", "MIBOT_EVAL_CACHE",
-            "MIBOT_EVAL_TOKEN_FILE", "MIBOT_EVAL_HOME", "TRANSFORMERS_OFFLINE")
+            "MIBOT_EVAL_TOKEN_FILE", "HF_HUB_CACHE", "TRANSFORMERS_OFFLINE")
 
 
 def _import_ray() -> Any:

@@ -37,29 +37,50 @@ def resolve_checkpoint_dir(info: CheckpointInfo) -> ResolvedCheckpoint:
         return ResolvedCheckpoint(info, Path(info.path), info.path, None)
     if not info.repo:
         raise UserError(f"checkpoint '{info.name}' has neither a repo nor a path")
+    path = _hub_snapshot(info.repo)
+    revision = path.name if path.parent.name == "snapshots" else None
+    return ResolvedCheckpoint(info, path, f"hf:{info.repo}", revision)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (1/true/yes/on), at call time."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_snapshot(repo: str) -> Path:
+    """A hub checkpoint's snapshot folder: from the local Hugging Face cache, else downloaded unless
+    offline; one clear UserError line saying which of those failed and what to do."""
     try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError:
         raise UserError("huggingface_hub is not installed; run `make setup`") from None
     try:
-        path = Path(snapshot_download(info.repo, local_files_only=True))
+        return Path(snapshot_download(repo, local_files_only=True))
     except LocalEntryNotFoundError:
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            path = None
-        else:
-            try:
-                path = Path(snapshot_download(info.repo, etag_timeout=10))
-            except Exception:  # noqa: BLE001 - any network failure means the same thing here
-                path = None
-        if path is None:
-            raise UserError(
-                f"checkpoint {info.repo} is not in the local Hugging Face cache and the hub is "
-                f"unreachable; download it where there is internet (huggingface-cli download "
-                f"{info.repo}) or run the offline smoke test: {SMOKE_COMMAND}"
-            ) from None
-    revision = path.name if path.parent.name == "snapshots" else None
-    return ResolvedCheckpoint(info, path, f"hf:{info.repo}", revision)
+        pass
+    cache = constants.HF_HUB_CACHE
+    if hub_offline():
+        raise UserError(
+            f"checkpoint {repo} is not in the local Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1 "
+            f"forbids downloading it; download it where there is internet (huggingface-cli download "
+            f"{repo}), pass a local folder, or run the offline smoke test: {SMOKE_COMMAND}"
+        ) from None
+    try:
+        return Path(snapshot_download(repo, etag_timeout=10))
+    except GatedRepoError:
+        raise UserError(f"checkpoint {repo} is gated on the hub: accept its terms on its hub page and "
+                        "log in (huggingface-cli login)") from None
+    except RepositoryNotFoundError:
+        raise UserError(f"checkpoint {repo}: no such repo on the hub (or a private one: huggingface-cli "
+                        "login); check the spelling, or pass a local folder") from None
+    except Exception as exc:  # noqa: BLE001 - any other failure is the network's, as far as we can act
+        reason = (str(exc).splitlines() or [""])[0][:120]
+        raise UserError(
+            f"checkpoint {repo} is not in the local Hugging Face cache ({cache}) and the hub is "
+            f"unreachable ({type(exc).__name__}: {reason}); download it where there is internet "
+            f"(huggingface-cli download {repo}) or run the offline smoke test: {SMOKE_COMMAND}"
+        ) from None
 
 
 def fingerprint(path: Path) -> str:

@@ -371,7 +371,7 @@ def official_protocols(rules: Sequence[AggregateRule] | None = None) -> dict[str
 
 def official_hash(suite: str) -> str | None:
     """The protocol hash of the suite's YAML (None when it does not load); cached while
-    suites/<suite>.yaml keeps its size and modification time."""
+    its suite YAML keeps its size and modification time."""
     path = suites_dir() / f"{suite}.yaml"
     try:
         stat = path.stat()

@@ -12,10 +12,15 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+<<<<<<< HEAD
 from mibot_eval.config import project_root
 from mibot_eval.results.store import utc_now
+=======
+from mibot_eval.results.store import RunStore, utc_now
+>>>>>>> i19-checkpoints
 from mibot_eval.suites.base import SIMULATOR_PACKAGES
 
 if TYPE_CHECKING:
@@ -41,9 +46,18 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     return versions
 
 
+def source_checkout() -> Path | None:
+    """The git checkout this package runs from (an editable install); None for an installed copy."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / ".git").exists() else None
+
+
 def git_commit() -> str | None:
-    """HEAD of the harness checkout, with '+dirty' when it has uncommitted changes."""
-    root = project_root()
+    """HEAD of the harness checkout, with '+dirty' when it has uncommitted changes (None when the
+    package is installed rather than run from a checkout)."""
+    root = source_checkout()
+    if root is None:
+        return None
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5

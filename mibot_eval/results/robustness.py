@@ -2,7 +2,7 @@
 
 Reads recorded runs only (results/summary.py `load_run`), never a simulator. A variant suite names
 its clean suite and task correspondence in its recorded protocol (`perturbation.base_suite`,
-`perturbation.base_tasks`, suites/libero_pro/*.yaml). Per variant and per task: the variant's
+`perturbation.base_tasks`, mibot_eval/data/suites/libero_pro/*.yaml). Per variant and per task: the variant's
 success with its Wilson 95% interval, the clean success, and drop = clean - variant in percentage
 points with a Newcombe 95% interval (unpaired two-proportion difference, stats.newcombe_interval);
 **worse** when the interval lies above 0. Errored episodes count as failures, as everywhere.

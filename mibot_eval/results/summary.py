@@ -250,7 +250,8 @@ def summary_from_records(
     if compare_with is not None and compare_with not in checkpoints:
         raise UserError(f"--compare-with: unknown checkpoint '{compare_with}' "
                         f"(known: {', '.join(checkpoints)})")
-    info = checkpoints.get(compare_with or checkpoint)
+    like = (checkpoint_info.get("like") or {}).get("name")  # an unlisted checkpoint run with --like
+    info = checkpoints.get(compare_with or like or checkpoint)
     return RunSummary(
         run_dir=Path(run_dir), run=str(manifest.get("run") or first.get("run") or Path(run_dir).name),
         manifest=dict(manifest), checkpoint=checkpoint,

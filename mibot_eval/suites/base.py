@@ -63,7 +63,7 @@ class SuiteAdapter(Protocol):
         ...
 
 
-# adapter name in suites/*.yaml -> (module, class). Imported lazily: simulators are optional.
+# adapter name in the suite YAMLs (data/suites/) -> (module, class). Imported lazily: simulators are optional.
 ADAPTERS: dict[str, tuple[str, str]] = {
     "libero": ("mibot_eval.suites.libero", "LiberoAdapter"),
     "calvin": ("mibot_eval.suites.calvin", "CalvinAdapter"),

@@ -12,7 +12,7 @@ keeps the sequence index (task_id) and, in its metrics, how many subtasks were c
 
 Sources: CALVIN's evaluation (mees/calvin, calvin_models/calvin_agent/evaluation/evaluate_policy.py and
 utils.py), calvin_env (mees/calvin_env), and the release's client (eval_calvin/main.py). Protocol numbers
-live in suites/calvin_*.yaml; the sequence list and annotations ship in mibot_eval/data/calvin/.
+live in data/suites/calvin_*.yaml; the sequence list and annotations ship in data/calvin/.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ bit-identical while skipping renders, the camera observables stay enabled (robos
 stands) and only their sensor functions are gated: at steps whose observation nobody reads, a gated
 sensor returns a placeholder instead of calling the renderer.
 
-LIBERO-PRO variants (suites/libero_pro/) run through this adapter with two named YAML fields:
+LIBERO-PRO variants (data/suites/libero_pro/) run through this adapter with two named YAML fields:
 `instruction_source` (task_language: the registry's task.language, as the release sends it;
 bddl_language: the BDDL (:language) text, which is env.language_instruction: the only place where a
 `_lan` paraphrase or a `_task` goal lives) and `init_states_suite` (whose shipped init states trial i
