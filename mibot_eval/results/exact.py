@@ -77,7 +77,7 @@ def tango_z(base_only: np.ndarray | float, cand_only: np.ndarray | float, n: int
     numerator = b - c - n * margin
     with np.errstate(divide="ignore", invalid="ignore"):
         z = numerator / np.sqrt(variance)
-    z = np.where(variance > 0, z, np.sign(numerator) * np.inf)
+        z = np.where(variance > 0, z, np.sign(numerator) * np.inf)
     return np.where(np.isnan(z), 0.0, z)
 
 
@@ -221,7 +221,7 @@ def score_z(s1: np.ndarray | float, n1: int, s2: np.ndarray | float, n2: int, ma
     numerator = p1 - p2 - delta
     with np.errstate(divide="ignore", invalid="ignore"):
         z = numerator / np.sqrt(variance)
-    z = np.where(variance > 1e-300, z, np.sign(np.round(numerator, 12)) * np.inf)
+        z = np.where(variance > 1e-300, z, np.sign(np.round(numerator, 12)) * np.inf)
     return np.where(np.isnan(z), 0.0, z)
 
 

@@ -9,9 +9,12 @@ this module and on results/stats.py; none of them imports another.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +195,33 @@ def measure(
         measured[name] = measure_suite(
             name, by_suite.get(name, []), full=full_count(protocol), requested=requested.get(name),
             chain_length=chains.get(name), benchmark=str(protocol.get("benchmark", "")),
+            sequence_subtasks=sequence_subtasks(protocol) if name in chains else None,
         )
     aggregates = [e for rule in rules for e in measure_aggregate(rule, measured)]
     return measured, aggregates
+
+
+def sequence_subtasks(protocol: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """A chained suite's sequences (task id = index in its packaged sequence file) -> subtasks, from
+    the file its protocol names (params.data.sequences under mibot_eval/data/<benchmark>/); {} when
+    the protocol names none or the file is not there."""
+    params = protocol.get("params") if isinstance(protocol.get("params"), Mapping) else protocol
+    name = ((params or {}).get("data") or {}).get("sequences") if isinstance(params, Mapping) else None
+    benchmark = protocol.get("benchmark")
+    if not isinstance(name, str) or not isinstance(benchmark, str):
+        return {}
+    return dict(_packaged_sequences(benchmark, name))
+
+
+@lru_cache(maxsize=4)
+def _packaged_sequences(benchmark: str, name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    path = resources.files("mibot_eval") / "data" / benchmark / name
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    return tuple((str(i), tuple(str(t) for t in entry[1])) for i, entry in enumerate(raw)
+                 if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list))
 
 
 def load_run(
