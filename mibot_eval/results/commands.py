@@ -117,23 +117,31 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "check", help="regression gate: exit 1 if the candidate is significantly worse",
-        description="Exit 0 when the candidate is not significantly worse than the baseline on any "
-        "suite or task, 1 (with a table naming what regressed) otherwise, 2 when the runs are not "
-        "comparable (protocol, execution mode or episodes per task differ). One-sided tests: "
-        "Newcombe interval for run vs run, Wilson score test vs reported rates, bootstrap for "
-        "reported averages; Holm-adjusted across the check. See docs/regression-gate.md.",
+        "check", help="regression gate: regressed (exit 1), not worse (0) or inconclusive (3)",
+        description="Compare a candidate run with a baseline run, the release's logged episodes or "
+        "reported numbers. Every task, suite and average ends as regressed (worse than the baseline by "
+        "more than the margin, shown), not worse (within the margin, shown) or inconclusive, with the "
+        "difference's 95%% interval and the smallest drop the row could detect (80%% power). Exit 0 "
+        "when the run is not worse, 1 when something regressed, 3 when inconclusive (the run could not "
+        "tell: see the detectable drops, and `mibot-eval plan-gate`), 2 when refused (protocols differ, "
+        "bad input). Tests: exact paired / unpaired margin tests, MOVER for averages; regression "
+        "p-values Holm-adjusted. See docs/regression-gate.md.",
     )
     p.add_argument("--candidate", required=True, metavar="RUN", help="candidate run folder")
-    p.add_argument("--baseline", required=True, metavar="RUN|reported|release",
-                   help="baseline run folder; 'reported' for the candidate checkpoint's numbers in "
-                   "checkpoints.yaml; 'release' for the release's own logged outcomes, per task")
-    p.add_argument("--max-drop", type=float, default=0.0, metavar="PP",
-                   help="tolerated drop in percentage points (default 0)")
+    p.add_argument("--baseline", default=None, metavar="RUN|release|reported[:NAME]",
+                   help="baseline run folder; 'release' for the release's own logged outcomes; "
+                   "'reported' for the candidate checkpoint's numbers in checkpoints.yaml, "
+                   "'reported:NAME' for another entry's (same as --reference NAME)")
+    p.add_argument("--reference", default=None, metavar="NAME",
+                   help="gate against the reported numbers of this checkpoints.yaml entry (e.g. a "
+                   "fine-tune against Xiaomi-Robotics-0-LIBERO); implies --baseline reported")
+    p.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                   help="margin in percentage points for every row (default: each suite YAML's "
+                   "gate.max_drop)")
     p.add_argument("--alpha", type=float, default=0.05, metavar="A",
-                   help="significance level of the one-sided tests (default 0.05)")
+                   help="error level of each verdict (default 0.05)")
     p.add_argument("--correction", choices=("holm", "none"), default="holm",
-                   help="multiple-comparison adjustment across suites and tasks (default holm)")
+                   help="adjustment of the regression tests across rows (default holm)")
     p.set_defaults(handler=_cmd_check)
 
 
@@ -141,7 +149,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from mibot_eval.results.gate import check_regression, render_gate
 
     result = check_regression(args.candidate, args.baseline, max_drop=args.max_drop,
-                              alpha=args.alpha, correction=args.correction)
+                              alpha=args.alpha, correction=args.correction, reference=args.reference)
     print(render_gate(result), end="")
     return result.exit_code
 

@@ -31,6 +31,7 @@ from mibot_eval.results.exact import tango_z
 
 RATE_METHOD = "Clopper-Pearson"
 MOVER_METHOD = "MOVER (Clopper-Pearson terms)"
+AVG_LEN_METHOD = "Clopper-Pearson on avg_len / length (bounded mean)"
 PAIRED_METHOD = "Tango score"
 PAIRED_MOVER_METHOD = "MOVER (Tango terms)"
 NEWCOMBE_METHOD = "Newcombe hybrid score"

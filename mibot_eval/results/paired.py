@@ -11,20 +11,16 @@ when MORE than half of its copies succeeded: the copies are deterministic repeat
 copies split (e.g. WidowX 3 of 6) is not reproducible, and the gate does not credit an outcome the
 run could not reproduce; a split exactly in half therefore counts as a failure, on either side, and
 `PairCounts.split` counts such units so the gate's note names them.
-  paired_bootstrap  replicates of (candidate - baseline) for an average, resampling pairs jointly
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from mibot_eval.results.exact import paired_p_values
-from mibot_eval.results.stats import BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED
 
 
 @dataclass(frozen=True)
@@ -112,38 +108,3 @@ def pair_units(candidate: Iterable[Mapping[str, Any]], baseline: Iterable[Mappin
     theirs = _units(r for r in baseline if r.get("suite") in same)
     return [Pair(suite, task, unit, value, theirs[unit][2])
             for unit, (suite, task, value) in mine.items() if unit in theirs]
-
-
-def paired_bootstrap(pairs: Sequence[Pair], statistic: Callable[[np.ndarray, Sequence[Pair]], np.ndarray],
-                     replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED
-                     ) -> tuple[float, np.ndarray]:
-    """(observed difference, bootstrap replicates) of statistic(candidate - baseline per pair);
-    pairs are resampled jointly within each stratum (suite), numpy PCG64 with a fixed seed.
-
-    statistic(weights, pairs) -> (replicates,) values, where weights[r, i] counts how often pair i is
-    drawn in replicate r (the observed value uses weights of ones)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    strata: dict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(pairs):
-        strata[p.suite].append(i)
-    weights = np.zeros((replicates, len(pairs)))
-    for members in strata.values():
-        idx = np.asarray(members)
-        draws = rng.integers(0, len(idx), size=(replicates, len(idx)))
-        np.add.at(weights, (np.arange(replicates)[:, None], idx[draws]), 1.0)
-    observed = float(statistic(np.ones((1, len(pairs))), pairs)[0])
-    return observed, statistic(weights, pairs)
-
-
-def mean_of_suites_difference(suites: Sequence[str]) -> Callable[[np.ndarray, Sequence[Pair]], np.ndarray]:
-    """The difference of a mean-of-suites average (LIBERO) from weighted pair differences, percent."""
-    def statistic(weights: np.ndarray, pairs: Sequence[Pair]) -> np.ndarray:
-        diff = np.array([p.candidate - p.baseline for p in pairs])
-        per_suite = []
-        for suite in suites:
-            mask = np.array([p.suite == suite for p in pairs])
-            w = weights[:, mask]
-            per_suite.append((w * diff[mask]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12))
-        return 100 * np.mean(per_suite, axis=0)
-
-    return statistic

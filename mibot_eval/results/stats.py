@@ -52,7 +52,16 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from mibot_eval.results.exact import paired_p_values
-from mibot_eval.results.intervals import MOVER_METHOD, RATE_METHOD, Term, mover, rate_bounds, rate_term, z_of
+from mibot_eval.results.intervals import (
+    AVG_LEN_METHOD,
+    MOVER_METHOD,
+    RATE_METHOD,
+    Term,
+    mover,
+    rate_bounds,
+    rate_term,
+    z_of,
+)
 
 CONFIDENCE = 0.95
 BOOTSTRAP_REPLICATES = 2000
@@ -406,9 +415,6 @@ class AggregateRule:
         return (self.name,)
 
 
-AVG_LEN_METHOD = "Clopper-Pearson on avg_len / length (bounded mean)"
-
-
 @dataclass
 class Estimate:
     """One measured number with its interval (an aggregate, a CALVIN chain rate, a suite rate...).
@@ -455,7 +461,7 @@ def measure_aggregate(
     if rule.rule == "chain_success":
         return _measure_chain(rule, suites[present[0]], confidence)
     if missing:
-        return [Estimate(rule.key, rule.name, None, partial=True,
+        return [Estimate(rule.key, rule.name, None, method=MOVER_METHOD, partial=True,
                          note=f"missing suite(s): {', '.join(missing)}")]
     if rule.rule == "mean_of_suites":
         rates = [suites[s].rate for s in rule.suites]
@@ -464,12 +470,13 @@ def measure_aggregate(
         names = [m for _, members in rule.groups for m in members]
         absent = [m for m in names if m not in by_name or not by_name[m].units]
         if absent:
-            return [Estimate(rule.key, rule.name, None, partial=True,
+            return [Estimate(rule.key, rule.name, None, method=MOVER_METHOD, partial=True,
                              note=f"no trials for task(s): {', '.join(absent)}")]
         rates = [Rate(sum(sum(by_name[m].units) for m in members),
                       sum(len(by_name[m].units) for m in members)) for _, members in rule.groups]
     if any(not r.n for r in rates):
-        return [Estimate(rule.key, rule.name, None, partial=True, note="a member has no trials")]
+        return [Estimate(rule.key, rule.name, None, method=MOVER_METHOD, partial=True,
+                         note="a member has no trials")]
     terms = [rate_term(r.successes, r.n, 100 / len(rates)) for r in rates]
     notes = [f"partial member(s): {', '.join(s for s in present if suites[s].partial)}"] if partial else []
     return [terms_estimate(rule.key, rule.name, terms, MOVER_METHOD, sum(r.n for r in rates), partial,

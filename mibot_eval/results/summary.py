@@ -327,13 +327,6 @@ class Comparison:
             return None
         return self.measured.value - self.reported
 
-    @property
-    def inside(self) -> bool | None:
-        m = self.measured
-        if m is None or m.low is None or m.high is None:
-            return None
-        return m.low - 1e-9 <= self.reported <= m.high + 1e-9
-
 
 def compare_reported(summary: RunSummary) -> list[Comparison]:
     """Reported numbers whose suite (or a member suite) this run measured."""
@@ -393,9 +386,11 @@ def csv_digits(metric: str) -> int:
     return 3 if metric == "avg_len" else 2
 
 
-def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True) -> dict[str, Any]:
-    """CSV cells of an estimate and of its comparison with a reported number; rounded=False keeps
-    full precision (round once, where the cell is written, never twice)."""
+def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True,
+                   consistent: bool | None = None) -> dict[str, Any]:
+    """CSV cells of an estimate and of its comparison with a reported number (`consistent`: the
+    caller's test of the two, results/reported.py); rounded=False keeps full precision (round once,
+    where the cell is written, never twice)."""
     digits = csv_digits(e.metric)
 
     def r(x: float | None) -> float | None:
@@ -407,7 +402,7 @@ def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True) ->
     if reported is not None:
         comparison = Comparison(e.key, e.metric, reported, e)
         cells.update(reported=float(reported), delta=r(comparison.delta),
-                     reported_in_ci=comparison.inside)
+                     consistent_with_reported=consistent)
     return cells
 
 
