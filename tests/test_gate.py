@@ -33,7 +33,8 @@ def test_gate_fails_and_names_the_regressed_task(tmp_path, capsys) -> None:
     assert len(regressed) == 2
     assert ("| libero_spatial | 3 (task_3) | 25.0 | 100.0 | -75.0 | [-88.8, -46.8] | Tango score | 3.0 |"
             in regressed[1])
-    assert "| libero_spatial | success | 92.5 | 100.0 | -7.5 | [-12.0, -4.6] | Tango score | 3.0 |" in regressed[0]
+    assert ("| libero_spatial | success | 92.5 | 100.0 | -7.5 | [-12.0, -4.6] | Tango score | 3.0 |"
+            in regressed[0])
     assert "Margins: libero_spatial: 3 pp (suite YAML gate.max_drop)." in out
     # the same drop is tolerated with a large enough --max-drop: the suite is shown within 80 pp
     code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", str(base), "--max-drop", "80")
@@ -134,7 +135,8 @@ def test_gate_against_the_release_logs_passes_on_the_release_counts(tmp_path, ca
     code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", "release")
     assert code == 0 and "RESULT: NOT WORSE" in out
     assert "the release's logged outcomes" in out
-    assert "| libero_spatial | 7 (task_7) | 94.0 | 94.0 | 0.0 | [-10.9, 10.9] | Newcombe hybrid score |" in out
+    assert ("| libero_spatial | 7 (task_7) | 94.0 | 94.0 | 0.0 | [-10.9, 10.9] | Newcombe hybrid score |"
+            in out)
     assert "| not worse | libero_spatial | success | 98.8 | 98.8 | 0.0 |" in out
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from mibot_eval.cli import main
 from mibot_eval.planning import RunRequest
+from mibot_eval.results.exact import unpaired_p_values
 from mibot_eval.results.gate import check_regression
 from mibot_eval.results.sequential import SequentialGate, replay, simulate
-from mibot_eval.results.exact import unpaired_p_values
 from mibot_eval.results.stats import (
     holm,
     newcombe_interval,

@@ -62,8 +62,8 @@ libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,task,libero_spatial,1,pick_up_the
 success,50.0,18.71,81.29,Clopper-Pearson,10,5.0,8,2,,true,,,
 libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,suite,libero_spatial,,libero_spatial,success,60.0,36.05,80.88,\
 Clopper-Pearson,20,12.0,18,2,4.0,true,98.8,-38.8,false
-libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,aggregate,libero,,libero,average,,,,MOVER (Clopper-Pearson terms),\
-0,,,,,true,98.7,,
+libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,aggregate,libero,,libero,average,,,,\
+MOVER (Clopper-Pearson terms),0,,,,,true,98.7,,
 """
 
 
