@@ -95,7 +95,7 @@ def test_paired_margin_test_holds_its_size_between_grid_points(n, margin) -> Non
     discordance = np.linspace(margin, 0.3, 400)
     for regressed in (True, False):
         region = exact.paired_region(n, margin, 0.05, regressed)
-        size = exact._paired_probability(n, region, regressed, margin, discordance)
+        size = exact.paired_probability(n, region, regressed, margin, discordance)
         assert size.max() <= 0.0505
 
 
@@ -104,7 +104,7 @@ def test_unpaired_margin_test_holds_its_size_between_grid_points(n, margin) -> N
     rates = np.linspace(margin, 1.0, 400)
     for regressed in (True, False):
         region = exact.unpaired_region(n, n, margin, 0.05, regressed)
-        size = exact._unpaired_probability(n, n, region, regressed, margin, rates)
+        size = exact.unpaired_probability(n, n, region, regressed, margin, rates)
         assert size.max() <= 0.0505
 
 

@@ -98,11 +98,11 @@ def test_gate_against_reported_numbers(tmp_path, capsys) -> None:
     code, out, _ = _check(capsys, "--candidate", str(bad), "--baseline", "reported")
     assert code == 1
     # two-sample: 400 / 500 against the release's 494 / 500 (its n), not against 98.8 as exact
-    assert ("| REGRESSED | libero_spatial | success | 80.0 | 98.8 | -18.8 | [-22.6, -15.2] | Newcombe hybrid "
-            "score | 3.0 | 7.3 | 500 | 500 |") in out
+    assert ("| REGRESSED | libero_spatial | success | 80.0 | 98.8 | -18.8 | [-22.7, -15.1] | MOVER "
+            "(Clopper-Pearson terms) | 3.0 | 7.3 | 500 | 500 |") in out
     assert "two-sample against the release's logged episodes" in out
     assert ("RESULT: REGRESSED, 2 row(s) worse by more than their margin: libero_spatial success (-18.8 pp, "
-            "95% CI [-22.6, -15.2]); libero average (-4.7 pp, 95% CI [-5.9, -3.5])") in out
+            "95% CI [-22.7, -15.1]); libero average (-4.7 pp, 95% CI [-5.9, -3.5])") in out
 
 
 def test_gate_against_reported_refuses_a_non_official_protocol(tmp_path, capsys) -> None:
@@ -123,8 +123,8 @@ def test_widowx_repeats_are_not_144_trials(tmp_path, capsys) -> None:
                     {"simpler_widowx": official("simpler_widowx")}, records)
     code, out, _ = _check(capsys, "--candidate", str(run), "--baseline", "reported")
     assert code == 0, out
-    assert ("| inconclusive | simpler_widowx | put_carrot_on_plate | 50.0 | 62.5 | -12.5 | [-37.2, 14.6] | "
-            "Newcombe hybrid score | 15.0 | 54.9 | 24 | 24 |") in out
+    assert ("| inconclusive | simpler_widowx | put_carrot_on_plate | 50.0 | 62.5 | -12.5 | [-40.5, 17.8] | "
+            "MOVER (Clopper-Pearson terms) | 15.0 | 54.9 | 24 | 24 |") in out
 
 
 RELEASE_SPATIAL = [50, 50, 50, 50, 49, 49, 50, 47, 49, 50]  # the release's logs, per task of 50
@@ -135,8 +135,8 @@ def test_gate_against_the_release_logs_passes_on_the_release_counts(tmp_path, ca
     code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", "release")
     assert code == 0 and "RESULT: NOT WORSE" in out
     assert "the release's logged outcomes" in out
-    assert ("| libero_spatial | 7 (task_7) | 94.0 | 94.0 | 0.0 | [-10.9, 10.9] | Newcombe hybrid score |"
-            in out)
+    assert ("| libero_spatial | 7 (task_7) | 94.0 | 94.0 | 0.0 | [-11.6, 11.6] | MOVER (Clopper-Pearson "
+            "terms) |") in out
     assert "| not worse | libero_spatial | success | 98.8 | 98.8 | 0.0 |" in out
 
 
@@ -145,7 +145,7 @@ def test_gate_against_the_release_logs_names_the_task_that_dropped(tmp_path, cap
     worse[2] = 30  # the release: 50 / 50
     cand = libero_run(tmp_path, "worse", {"libero_spatial": worse})
     code, out, _ = _check(capsys, "--candidate", str(cand), "--baseline", "release")
-    assert code == 1 and "libero_spatial task 2 (task_2) (-40.0 pp, 95% CI [-53.8, -25.7])" in out
+    assert code == 1 and "libero_spatial task 2 (task_2) (-40.0 pp, 95% CI [-54.8, -24.7])" in out
     # a candidate on another protocol is refused: the release ran the official one
     other = libero_run(tmp_path, "other", {"libero_spatial": RELEASE_SPATIAL}, max_steps=100)
     code, _, err = _check(capsys, "--candidate", str(other), "--baseline", "release")

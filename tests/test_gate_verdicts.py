@@ -14,7 +14,7 @@ from scipy.stats import binom, binomtest
 from mibot_eval import exit_codes
 from mibot_eval.cli import main
 from mibot_eval.results import differences
-from mibot_eval.results.exact import _unpaired_probability, unpaired_region
+from mibot_eval.results.exact import unpaired_probability, unpaired_region
 from mibot_eval.results.gate import check_regression
 from mibot_eval.results.paired import Pair, PairCounts
 from mibot_eval.results.release_compare import release_rows
@@ -124,7 +124,7 @@ def test_the_consistent_column_flags_few_faithful_reproductions() -> None:
     the old check, "reported inside the run's Wilson interval", flagged it 17% of the time."""
     n, p = 500, 0.988
     rates = np.array([p])
-    size = sum(float(_unpaired_probability(n, n, unpaired_region(n, n, 0.0, 0.025, tail), tail, 0.0,
+    size = sum(float(unpaired_probability(n, n, unpaired_region(n, n, 0.0, 0.025, tail), tail, 0.0,
                                            rates)[0]) for tail in (True, False))
     assert size <= 0.05
     x = np.arange(n + 1)

@@ -41,9 +41,9 @@ def test_report_of_a_partial_run_with_errors(partial_run) -> None:
     # the LIBERO average is never averaged over a subset of its suites
     assert "| libero | average | – |" in text and "missing suite(s): libero_object" in text
     # against the release's 494 / 500 (two-sample), not against 98.8 taken as exact
-    assert ("| libero_spatial | success | 98.8 | 500 | 60.0 | 20 | -38.8 | [-60.2, -20.6] | Newcombe hybrid "
-            "score | unpaired: exact unconditional (Farrington-Manning order) | <0.0001 | **no** | partial"
-            ) in text
+    assert ("| libero_spatial | success | 98.8 | 500 | 60.0 | 20 | -38.8 | [-62.8, -17.9] | MOVER "
+            "(Clopper-Pearson terms) | unpaired: exact unconditional (Farrington-Manning order) | <0.0001 | "
+            "**no** | partial") in text
     assert "| libero_spatial | 20 | 2.00 | 0.50 | 1.00 | 0.25 | 0.25 |" in text  # seconds per episode
     assert (partial_run / "report.md").read_text() == text
     rows = list(csv.DictReader((partial_run / "report.csv").open()))
@@ -168,9 +168,9 @@ def test_report_compares_each_task_with_the_release_logs(tmp_path) -> None:
     counts = [50, 50, 30, 50, 49, 49, 50, 47, 49, 50]  # the release: 50 / 50 on task 2
     text = report_run(libero_run(tmp_path, "r", {"libero_spatial": counts}))
     section = text[text.index("## Comparison with the release's own episodes"):]
-    # Newcombe: from the Wilson intervals (46.2, 72.4) of 30/50 and (92.9, 100) of 50/50; Holm over 10
-    assert ("| 2 (task_2) | 30 / 50 | 50 / 50 | -40.0 | [-53.8, -25.7] | Newcombe hybrid score | <0.0001 | "
-            "**differs** |") in section
+    # MOVER over the Clopper-Pearson intervals of 30/50 and 50/50; Holm over 10
+    assert ("| 2 (task_2) | 30 / 50 | 50 / 50 | -40.0 | [-54.8, -24.7] | MOVER (Clopper-Pearson terms) | "
+            "<0.0001 | **differs** |") in section
     assert "| libero_spatial | 7 (task_7) | 47 / 50 | 47 / 50 | 0.0 |" in section
     assert sum("| **differs** |" in line for line in section.splitlines()) == 1
     assert "Holm-adjusted over the 10 rows" in section

@@ -92,7 +92,7 @@ def _paired_table(n: int, margin: float) -> np.ndarray:
     return table
 
 
-def _paired_bounds(n: int, margin: float, threshold: float, upper: bool) -> np.ndarray:
+def paired_bounds(n: int, margin: float, threshold: float, upper: bool) -> np.ndarray:
     """Per number of discordant pairs d: the region {T >= threshold} is b >= k_d (upper), the region
     {T <= threshold} is b <= k_d (T increases with b within a row); k_d = d + 1 / -1 when empty."""
     table = _paired_table(n, margin)
@@ -105,7 +105,7 @@ def _paired_bounds(n: int, margin: float, threshold: float, upper: bool) -> np.n
     return np.max(np.where(hit, columns, -1), axis=1)
 
 
-def _paired_probability(n: int, bounds: np.ndarray, upper: bool, theta: float,
+def paired_probability(n: int, bounds: np.ndarray, upper: bool, theta: float,
                         discordance: np.ndarray) -> np.ndarray:
     """P(b >= k_d) (upper) or P(b <= k_d) when the true difference p_base_only - p_cand_only is theta
     and the discordance each q >= theta: d ~ Bin(n, q), b | d ~ Bin(d, (q + theta) / (2 q))."""
@@ -134,8 +134,8 @@ def paired_p_values(base_only: int, cand_only: int, n: int, margin: float) -> tu
     grid = nuisance_grid(margin)
     out = []
     for upper in (True, False):
-        bounds = _paired_bounds(n, margin, observed, upper)
-        out.append(min(1.0, float(np.max(_paired_probability(n, bounds, upper, margin, grid)))))
+        bounds = paired_bounds(n, margin, observed, upper)
+        out.append(min(1.0, float(np.max(paired_probability(n, bounds, upper, margin, grid)))))
     return out[0], out[1]
 
 
@@ -159,11 +159,11 @@ def paired_region(n: int, margin: float, alpha: float, regressed: bool = True) -
     grid = nuisance_grid(margin)
 
     def size(value: float) -> float:
-        bounds = _paired_bounds(n, margin, value, regressed)
-        return float(np.max(_paired_probability(n, bounds, regressed, margin, grid)))
+        bounds = paired_bounds(n, margin, value, regressed)
+        return float(np.max(paired_probability(n, bounds, regressed, margin, grid)))
 
     if size(values[0]) > alpha:
-        return _paired_bounds(n, margin, math.inf if regressed else -math.inf, regressed)
+        return paired_bounds(n, margin, math.inf if regressed else -math.inf, regressed)
     low, high = 0, len(values) - 1  # the size grows as the threshold moves inwards: bisect
     while low < high:
         mid = (low + high + 1) // 2
@@ -171,7 +171,7 @@ def paired_region(n: int, margin: float, alpha: float, regressed: bool = True) -
             low = mid
         else:
             high = mid - 1
-    return _paired_bounds(n, margin, float(values[low]), regressed)
+    return paired_bounds(n, margin, float(values[low]), regressed)
 
 
 def paired_power(n: int, margin: float, alpha: float, theta: float, discordance: float,
@@ -181,7 +181,7 @@ def paired_power(n: int, margin: float, alpha: float, theta: float, discordance:
     max(discordance, |theta|)."""
     q = min(max(discordance, abs(theta), 1e-9), 1.0)
     bounds = paired_region(n, margin, alpha, regressed)
-    return float(_paired_probability(n, bounds, regressed, theta, np.array([q]))[0])
+    return float(paired_probability(n, bounds, regressed, theta, np.array([q]))[0])
 
 
 def paired_detectable_drop(n: int, margin: float, alpha: float, discordance: float,
@@ -234,7 +234,7 @@ def _unpaired_table(n1: int, n2: int, margin: float) -> np.ndarray:
     return table
 
 
-def _unpaired_bounds(n1: int, n2: int, margin: float, threshold: float, regressed: bool) -> np.ndarray:
+def unpaired_bounds(n1: int, n2: int, margin: float, threshold: float, regressed: bool) -> np.ndarray:
     """Per baseline count x2: the region {Z <= threshold} is x1 <= k (regressed; Z increases with
     x1), the region {Z >= threshold} is x1 >= k (not worse); k = -1 / n1 + 1 when empty."""
     table = _unpaired_table(n1, n2, margin)
@@ -244,7 +244,7 @@ def _unpaired_bounds(n1: int, n2: int, margin: float, threshold: float, regresse
     return np.min(np.where(table >= threshold - 1e-12, rows, n1 + 1), axis=0)
 
 
-def _unpaired_probability(n1: int, n2: int, bounds: np.ndarray, regressed: bool, gap: float,
+def unpaired_probability(n1: int, n2: int, bounds: np.ndarray, regressed: bool, gap: float,
                           base_rates: np.ndarray) -> np.ndarray:
     """P(x1 <= k_x2) (regressed) or P(x1 >= k_x2) when p2 = each base rate and p1 = p2 - gap."""
     p2 = np.asarray(base_rates, dtype=np.float64)[:, None]
@@ -265,8 +265,8 @@ def unpaired_p_values(s1: float, n1: int, s2: float, n2: int, margin: float) -> 
     grid = nuisance_grid(margin)
     out = []
     for regressed in (True, False):
-        bounds = _unpaired_bounds(n1, n2, margin, observed, regressed)
-        out.append(min(1.0, float(np.max(_unpaired_probability(n1, n2, bounds, regressed, margin, grid)))))
+        bounds = unpaired_bounds(n1, n2, margin, observed, regressed)
+        out.append(min(1.0, float(np.max(unpaired_probability(n1, n2, bounds, regressed, margin, grid)))))
     return out[0], out[1]
 
 
@@ -281,11 +281,11 @@ def unpaired_region(n1: int, n2: int, margin: float, alpha: float, regressed: bo
     grid = nuisance_grid(margin)
 
     def size(value: float) -> float:
-        bounds = _unpaired_bounds(n1, n2, margin, value, regressed)
-        return float(np.max(_unpaired_probability(n1, n2, bounds, regressed, margin, grid)))
+        bounds = unpaired_bounds(n1, n2, margin, value, regressed)
+        return float(np.max(unpaired_probability(n1, n2, bounds, regressed, margin, grid)))
 
     if size(values[0]) > alpha:
-        return _unpaired_bounds(n1, n2, margin, -math.inf if regressed else math.inf, regressed)
+        return unpaired_bounds(n1, n2, margin, -math.inf if regressed else math.inf, regressed)
     low, high = 0, len(values) - 1
     while low < high:
         mid = (low + high + 1) // 2
@@ -293,7 +293,7 @@ def unpaired_region(n1: int, n2: int, margin: float, alpha: float, regressed: bo
             low = mid
         else:
             high = mid - 1
-    return _unpaired_bounds(n1, n2, margin, float(values[low]), regressed)
+    return unpaired_bounds(n1, n2, margin, float(values[low]), regressed)
 
 
 def unpaired_power(n1: int, n2: int, margin: float, alpha: float, base_rate: float, drop: float,
@@ -301,7 +301,7 @@ def unpaired_power(n1: int, n2: int, margin: float, alpha: float, base_rate: flo
     """Exact probability of declaring regressed (or not worse) when the baseline's rate is base_rate
     and the candidate's base_rate - drop."""
     bounds = unpaired_region(n1, n2, margin, alpha, regressed)
-    return float(_unpaired_probability(n1, n2, bounds, regressed, drop, np.array([base_rate]))[0])
+    return float(unpaired_probability(n1, n2, bounds, regressed, drop, np.array([base_rate]))[0])
 
 
 def unpaired_detectable_drop(n1: int, n2: int, margin: float, alpha: float, base_rate: float,

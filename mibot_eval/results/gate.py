@@ -33,10 +33,11 @@ Tests (results/differences.py, results/exact.py):
     candidate episodes all have a baseline counterpart is compared paired (exact McNemar at margin
     0; above, the exact unconditional test ordered by Tango's statistic; Tango's interval); one with
     any unmatched candidate episode is compared as two independent samples on all episodes (exact
-    unconditional test ordered by the Farrington-Manning statistic; Newcombe's interval), so no
-    candidate episode is dropped. CALVIN chain_k rates the same, per sequence. Averages of suites
-    (LIBERO's) and SimplerEnv's averages of task groups: MOVER over the members' paired differences
-    (Tango intervals) when every member is paired, else over both sides' rates (Clopper-Pearson).
+    unconditional test ordered by the Farrington-Manning statistic; MOVER interval over both rates'
+    Clopper-Pearson intervals), so no candidate episode is dropped. CALVIN chain_k rates the same,
+    per sequence. Averages of suites (LIBERO's) and SimplerEnv's averages of task groups: MOVER over
+    the members' paired differences (Tango intervals) when every member is paired, else over both
+    sides' rates (Clopper-Pearson).
   * baseline `release`: the release's logged outcomes (mibot_eval/data/release) measured like a run;
     SimplerEnv episodes pair by their index in the official list, LIBERO and CALVIN do not (the logs
     do not name trials / sequences). The candidate's protocol must be the official one.

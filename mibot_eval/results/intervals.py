@@ -34,7 +34,6 @@ MOVER_METHOD = "MOVER (Clopper-Pearson terms)"
 AVG_LEN_METHOD = "Clopper-Pearson on avg_len / length (bounded mean)"
 PAIRED_METHOD = "Tango score"
 PAIRED_MOVER_METHOD = "MOVER (Tango terms)"
-NEWCOMBE_METHOD = "Newcombe hybrid score"
 Z_MAX = 30.0  # a one-sided p-value of 5e-198: still representable
 
 

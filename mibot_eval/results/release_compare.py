@@ -1,8 +1,9 @@
 """A run next to the release's own outcomes (results/release_baseline.py), task by task.
 
   LIBERO, SimplerEnv  per task: the run's successes / trials vs the release's, the difference with a
-                      Newcombe 95% interval (two independent proportions) and the two-sided exact
-                      unconditional test of "no difference" (results/differences.unpaired). SimplerEnv
+                      95% MOVER interval over both Clopper-Pearson intervals (two independent
+                      proportions) and the two-sided exact unconditional test of "no difference"
+                      (results/differences.unpaired). SimplerEnv
                       also pairs episodes by their index in the official list (the release's logs
                       name each one): agree / disagree counts per task.
   CALVIN              chain_1..chain_5 (as above) and the average length (MOVER over both sides'
@@ -25,7 +26,7 @@ import numpy as np
 from mibot_eval.config import load_suite
 from mibot_eval.errors import UserError
 from mibot_eval.results import differences
-from mibot_eval.results.intervals import AVG_LEN_METHOD, NEWCOMBE_METHOD
+from mibot_eval.results.intervals import AVG_LEN_METHOD, MOVER_METHOD
 from mibot_eval.results.release_baseline import RUN_NAME, load_release_baseline
 from mibot_eval.results.stats import Rate, holm, length_estimate
 from mibot_eval.results.summary import RunSummary, fmt, markdown_table, summary_from_records
@@ -67,7 +68,7 @@ class ReleaseRow:
     agreement: str = ""  # SimplerEnv: episode-level agree / disagree counts
     p_value: float | None = None  # two-sided, "no difference"
     p_adjusted: float | None = None  # Holm over the comparison's rows
-    method: str = NEWCOMBE_METHOD
+    method: str = MOVER_METHOD
 
     @property
     def differs(self) -> bool:
