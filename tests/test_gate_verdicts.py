@@ -229,3 +229,29 @@ def test_margins_come_from_the_suite_yaml_and_max_drop_overrides(tmp_path) -> No
     result = check_regression(run, "release", max_drop=5.0)
     assert {c.margin for c in result.checks if c.tested} == {5.0}
     assert math.isclose(result.alpha, 0.05)
+
+
+# -- the planner, and every table naming its interval method -------------------------------------------
+def test_plan_gate_prints_episodes_per_task_and_refuses_bad_input(tmp_path, capsys) -> None:
+    run = libero_run(tmp_path, "base", {"libero_spatial": [50] * 4 + [49] * 6})
+    assert main(["plan-gate", "--baseline", str(run), "--drop", "5", "--discordance", "0.03"]) == 0
+    out = capsys.readouterr().out
+    assert "Gate plan against" in out and "(paired)" in out
+    assert "| libero_spatial | 3 | 50 | > protocol's 50 (≈ " in out  # a 5 pp drop beyond a 3 pp margin
+    assert "| libero_spatial | 0 | 100.0 | 0.030 |" in out
+    assert main(["plan-gate", "--baseline", "nope", "--drop", "5"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "neither a run folder nor a checkpoints.yaml entry" in line
+
+
+def test_leaderboard_and_html_name_the_interval_method(tmp_path) -> None:
+    from mibot_eval.results.html import leaderboard_table
+    from mibot_eval.results.leaderboard import build_rows, collect, to_markdown
+
+    run = libero_run(tmp_path, "r", {s: [49] * 10 for s in LIBERO})
+    rows = build_rows(collect([run]))
+    markdown = to_markdown(rows)
+    assert "| 95% CI | CI method |" in markdown and "| consistent |" in markdown
+    assert "| Clopper-Pearson |" in markdown and "| MOVER (Clopper-Pearson terms) |" in markdown
+    html = leaderboard_table(rows)
+    assert "<th>CI method</th>" in html and "<th>consistent with reported</th>" in html
