@@ -41,8 +41,14 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import binom, binomtest, norm
 
-NUISANCE_POINTS = 240  # grid over the nuisance parameter for the supremum
+NUISANCE_POINTS = 240  # grid over the nuisance parameter for the supremum (at least; more for large n)
 POWER_TARGET = 0.8
+
+
+def grid_points(n: int) -> int:
+    """Grid size for samples of n: the size varies over the nuisance parameter on a scale of
+    1 / sqrt(n), so the grid grows with sqrt(n) (240 up to n = 225)."""
+    return max(NUISANCE_POINTS, int(16 * math.sqrt(n)))
 
 
 def nuisance_grid(low: float, points: int = NUISANCE_POINTS) -> np.ndarray:
@@ -131,7 +137,7 @@ def paired_p_values(base_only: int, cand_only: int, n: int, margin: float) -> tu
         return (float(binomtest(base_only, discordant, 0.5, alternative="greater").pvalue),
                 float(binomtest(base_only, discordant, 0.5, alternative="less").pvalue))
     observed = float(tango_z(base_only, cand_only, n, margin))
-    grid = nuisance_grid(margin)
+    grid = nuisance_grid(margin, grid_points(n))
     out = []
     for upper in (True, False):
         bounds = paired_bounds(n, margin, observed, upper)
@@ -156,7 +162,7 @@ def paired_region(n: int, margin: float, alpha: float, regressed: bool = True) -
     table = _paired_table(n, margin)
     values = np.unique(table[~np.isnan(table)])
     values = values[::-1] if regressed else values  # most extreme first
-    grid = nuisance_grid(margin)
+    grid = nuisance_grid(margin, grid_points(n))
 
     def size(value: float) -> float:
         bounds = paired_bounds(n, margin, value, regressed)
@@ -262,7 +268,7 @@ def unpaired_p_values(s1: float, n1: int, s2: float, n2: int, margin: float) -> 
     if n1 <= 0 or n2 <= 0:
         return 1.0, 1.0
     observed = float(score_z(s1, n1, s2, n2, margin))
-    grid = nuisance_grid(margin)
+    grid = nuisance_grid(margin, grid_points(max(n1, n2)))
     out = []
     for regressed in (True, False):
         bounds = unpaired_bounds(n1, n2, margin, observed, regressed)
@@ -278,7 +284,7 @@ def unpaired_region(n1: int, n2: int, margin: float, alpha: float, regressed: bo
     table = _unpaired_table(n1, n2, margin)
     values = np.unique(table)
     values = values if regressed else values[::-1]  # most extreme first
-    grid = nuisance_grid(margin)
+    grid = nuisance_grid(margin, grid_points(max(n1, n2)))
 
     def size(value: float) -> float:
         bounds = unpaired_bounds(n1, n2, margin, value, regressed)
