@@ -24,9 +24,10 @@ Ordering statistics (asymptotic score tests, used here only to order tables):
 Why this is written here: scipy and statsmodels have neither a paired-difference test with a margin
 nor an exact unconditional test with a margin (scipy's `barnard_exact` tests a zero difference only;
 tests/test_exact.py checks this module against it at margin 0), and statsmodels' vectorised score
-test returns NaN for some boundary tables (e.g. 0/1000 against 46/1000 at a 3 pp margin). Used
-asymptotically these statistics exceed alpha badly near the margin (Tango: 0.089 at n 300, 1 pp;
-Farrington-Manning: 0.11 at n 24), which is why the exact calibration is needed.
+test returns NaN for some boundary tables (e.g. 0/1000 against 46/1000 at a 3 pp margin) and a
+restricted MLE off the constrained maximum for others (0/40 against 15/60 at 10 pp). Used
+asymptotically these statistics exceed alpha near the margin (0.089 and 0.088 at alpha 0.05 in
+benchmarks/gate_calibration.py), which is why the exact calibration is needed.
 
 At margin 0 the paired test is the exact McNemar test (scipy `binomtest` on the discordant pairs),
 which is exact already.
