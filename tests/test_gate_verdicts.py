@@ -255,3 +255,26 @@ def test_leaderboard_and_html_name_the_interval_method(tmp_path) -> None:
     assert "| Clopper-Pearson |" in markdown and "| MOVER (Clopper-Pearson terms) |" in markdown
     html = leaderboard_table(rows)
     assert "<th>CI method</th>" in html and "<th>consistent with reported</th>" in html
+
+
+def test_the_gate_margin_in_a_suite_yaml_is_validated_and_not_part_of_the_protocol(tmp_path) -> None:
+    from mibot_eval.config import load_suite
+    from mibot_eval.errors import UserError
+
+    source = Path(load_suite("libero_spatial").source).read_text()
+    assert "\ngate:" in source
+    with_gate = tmp_path / "with.yaml"
+    with_gate.write_text(source)
+    ungated = tmp_path / "ungated.yaml"
+    ungated.write_text("\n".join(line for line in source.splitlines()
+                                 if not line.startswith(("gate:", "  max_drop:"))) + "\n")
+    assert load_suite(str(with_gate)).max_drop == 3.0 and load_suite(str(ungated)).max_drop is None
+    # the margin is a setting of the gate, not of the protocol: the hash is the same with or without
+    assert load_suite(str(ungated)).protocol_hash() == load_suite(str(with_gate)).protocol_hash()
+    assert "gate" not in load_suite(str(with_gate)).params
+    for bad in ("gate: {max_drop: -1}", "gate: {max_drop: 3, extra: 1}", "gate: {max_drop: true}", "gate: 3"):
+        broken = tmp_path / "bad.yaml"
+        broken.write_text("\n".join(line for line in source.splitlines()
+                                    if not line.startswith(("gate:", "  max_drop:"))) + f"\n{bad}\n")
+        with pytest.raises(UserError, match="gate"):
+            load_suite(str(broken))
