@@ -1,4 +1,5 @@
-"""CLI subcommands over recorded results: report, leaderboard, check (regression gate).
+"""CLI subcommands over recorded results: report, leaderboard, check (regression gate), plan-gate
+(sizing a gate), robustness.
 
 `register(subparsers)` adds them to the `mibot-eval` parser; each handler returns an exit code and
 raises UserError for bad input (printed by the CLI as one line, exit 2). This is where the results
@@ -122,7 +123,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
         description="Compare a candidate run with a baseline run, the release's logged episodes or "
         "reported numbers. Every task, suite and average ends as regressed (worse than the baseline by "
         "more than the margin, shown), not worse (within the margin, shown) or inconclusive, with the "
-        "difference's 95%% interval and the smallest drop the row could detect (80%% power). Exit 0 "
+        "difference's 95% interval and the smallest drop the row could detect (80% power). Exit 0 "
         "when the run is not worse, 1 when something regressed, 3 when inconclusive (the run could not "
         "tell: see the detectable drops, and `mibot-eval plan-gate`), 2 when refused (protocols differ, "
         "bad input). Tests: exact paired / unpaired margin tests, MOVER for averages; regression "
