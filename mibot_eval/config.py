@@ -159,10 +159,12 @@ class SuiteProtocol:
     request_seed: SeedRule
     params: dict[str, Any] = field(default_factory=dict)  # adapter-specific fields, validated there
     source: str = ""
+    max_drop: float | None = None  # YAML `gate.max_drop`: check's default margin (pp), not protocol
 
     def as_dict(self) -> dict[str, Any]:
-        """Everything that determines results (not where the YAML was read from)."""
-        data = {k: v for k, v in self.__dict__.items() if k != "source"}
+        """Everything that determines results (not where the YAML was read from, nor the gate's
+        default margin)."""
+        data = {k: v for k, v in self.__dict__.items() if k not in ("source", "max_drop")}
         data["hold_action"] = list(self.hold_action)
         data["request_seed"] = self.request_seed.as_dict()
         return data
@@ -233,8 +235,24 @@ def _protocol(data: dict[str, Any], path: Path, source: str) -> SuiteProtocol:
     for key in ("num_tasks", "episodes_per_task", "max_steps", "replan_steps", "action_dim"):
         if core[key] <= 0:
             raise UserError(f"{path}: field '{key}' must be positive, got {core[key]}")
-    params = {k: v for k, v in data.items() if k not in core}
-    return SuiteProtocol(**core, params=params, source=source)
+    params = {k: v for k, v in data.items() if k not in core and k != "gate"}
+    return SuiteProtocol(**core, params=params, source=source, max_drop=_gate_margin(data, path))
+
+
+def _gate_margin(data: dict[str, Any], path: Path) -> float | None:
+    """`gate: {max_drop: PP}`: the regression gate's default margin for this suite (percentage
+    points in [0, 100)); None when the YAML has no `gate`."""
+    gate = data.get("gate")
+    if gate is None:
+        return None
+    if not isinstance(gate, dict) or set(gate) != {"max_drop"}:
+        raise UserError(f"{path}: 'gate' must be a mapping with exactly 'max_drop' (percentage points), "
+                        f"got {gate!r}")
+    value = gate["max_drop"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
+        raise UserError(f"{path}: gate.max_drop must be a number of percentage points in [0, 100), "
+                        f"got {value!r}")
+    return float(value)
 
 
 def available_suites() -> list[str]:

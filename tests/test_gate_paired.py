@@ -7,12 +7,12 @@ import math
 import pytest
 
 from mibot_eval.cli import main
+from mibot_eval.results.exact import unpaired_p_values
 from mibot_eval.results.gate import check_regression
 from mibot_eval.results.stats import (
     holm,
     newcombe_interval,
     p_worse_paired,
-    p_worse_than_run,
     wilson_interval,
     z_two_sided,
 )
@@ -48,9 +48,10 @@ def test_exact_mcnemar_by_hand() -> None:
     # 3 against 1: P(X >= 3 | X ~ Bin(4, 1/2)) = (4 + 1) / 16
     assert p_worse_paired(3, 1, 50) == pytest.approx(5 / 16)
     assert p_worse_paired(0, 4, 50) == 1.0  # the candidate is better
-    # a 5 pp margin on 100 pairs with 10 discordant: null share 1/2 + 0.05 * 100 / 20 = 0.75
-    assert p_worse_paired(10, 0, 100, margin=0.05) == pytest.approx(0.75**10)
-    assert p_worse_paired(9, 1, 100, margin=0.1) == 1.0  # share >= 1: cannot reject
+    # with a margin the test is the exact unconditional one (tests/test_exact.py checks it by
+    # enumeration), no longer McNemar with the observed discordance plugged into the null share
+    assert p_worse_paired(10, 0, 100, margin=0.05) == pytest.approx(0.03105, abs=1e-4)
+    assert p_worse_paired(9, 1, 100, margin=0.1) > 0.5  # an 8 pp drop is within a 10 pp margin
 
 
 def _run(results, name, suite_outcomes: dict[int, list[bool]]):
@@ -67,23 +68,24 @@ def _run(results, name, suite_outcomes: dict[int, list[bool]]):
 
 def test_the_paired_gate_fails_where_the_unpaired_one_would_pass(tmp_path, capsys) -> None:
     """Baseline 490/500; the candidate fails 8 trials the baseline passed (one in each of 8 tasks)
-    and passes none it failed: 482/500. Unpaired (Newcombe) the suite's p = 0.065 > 0.05; paired
-    (exact McNemar on 8 vs 0 discordant pairs) p = 2^-8 = 0.0039, Holm over 11 tests: 0.043."""
+    and passes none it failed: 482/500. At margin 0, unpaired (exact unconditional) the suite's
+    p = 0.066 > 0.05; paired (exact McNemar on 8 vs 0 discordant pairs) p = 2^-8 = 0.0039, Holm over
+    11 tests: 0.043."""
     base = {t: [True] * 49 + [False] for t in range(10)}  # every task: trial 49 fails
     cand = {t: list(v) for t, v in base.items()}
     for t in range(8):
         cand[t][0] = False
     base_dir, cand_dir = _run(tmp_path, "base", base), _run(tmp_path, "cand", cand)
-    assert p_worse_than_run(482, 500, 490, 500) == pytest.approx(0.0646, abs=1e-4)  # unpaired: pass
-    result = check_regression(cand_dir, base_dir)
+    unpaired = unpaired_p_values(482, 500, 490, 500, 0.0)[0]
+    assert unpaired == pytest.approx(0.0658, abs=1e-3)  # unpaired: not significant
+    result = check_regression(cand_dir, base_dir, max_drop=0.0)
     suite = next(c for c in result.checks if c.scope == "suite")
     assert suite.test == "paired: exact McNemar" and suite.p_value == pytest.approx(2**-8)
     assert suite.p_adjusted == pytest.approx(11 * 2**-8) and suite.regressed
     assert "discordant: 8 baseline-only, 0 candidate-only of 500" in suite.note
     assert result.exit_code == 1
-    code = main(["check", "--candidate", str(cand_dir), "--baseline", str(base_dir)])
+    code = main(["check", "--candidate", str(cand_dir), "--baseline", str(base_dir), "--max-drop", "0"])
     out = capsys.readouterr().out
     assert code == 1 and "| paired: exact McNemar |" in out
-    # the same runs compared as independent samples would pass
-    unpaired = p_worse_than_run(482, 500, 490, 500)
-    assert holm([unpaired] + [p_worse_than_run(49, 50, 49, 50)] * 2 + [1.0] * 8)[0] > 0.05
+    # the same runs compared as independent samples would not be flagged
+    assert holm([unpaired] + [unpaired_p_values(49, 50, 49, 50, 0.0)[0]] * 2 + [1.0] * 8)[0] > 0.05

@@ -58,7 +58,8 @@ def test_rebuild_rows_and_idempotence(results) -> None:
     by = {(r["checkpoint_id"], r["suite"]): r for r in _rows(board)}
     full = by[("c0ffee", "libero")]
     assert full["kind"] == "aggregate" and full["value"] == "98.7" and full["partial"] == "false"
-    assert full["reported"] == "98.7" and full["reported_in_ci"] == "true" and full["expected"] == "2000"
+    assert full["reported"] == "98.7" and full["consistent_with_reported"] == "true"
+    assert full["expected"] == "2000"
     widowx = by[("beef", "simpler_widowx")]
     assert widowx["metric"] == "average" and round(float(widowx["value"]), 1) == 79.2
     assert widowx["episodes"] == "576" and widowx["n"] == "96" and widowx["partial"] == "false"
@@ -73,7 +74,7 @@ def test_rebuild_rows_and_idempotence(results) -> None:
     assert "| Xiaomi-Robotics-0-LIBERO | libero | average | 98.7 |" in markdown
     assert len(rows) == 7
     # the pivot and the figures reported by others are written beside the long CSV
-    assert "| Xiaomi-Robotics-0-LIBERO | sync,replan_steps=10 | 98.7 [98.2, 99.2] |" in markdown
+    assert "| Xiaomi-Robotics-0-LIBERO | sync,replan_steps=10 | 98.7 [98.0, 99.1] |" in markdown
     assert (results / "leaderboard_pivot.csv").read_text().count("\n") == 4  # header + 3 checkpoints
     assert (results / "published.csv").read_text().startswith("model,suite,metric,headline,value,source")
 
@@ -168,7 +169,7 @@ def test_html_leaderboard_renders_offline_in_headless_chromium(results, tmp_path
     parser.feed(dom)
     rows = {(r["checkpoint"], r["suite"]): r for r in parser.rows if r}
     libero = rows[("Xiaomi-Robotics-0-LIBERO", "libero")]
-    assert libero["value"] == "98.7" and libero["reported"] == "98.7" and libero["inside"] == "yes"
+    assert libero["value"] == "98.7" and libero["reported"] == "98.7" and libero["consistent"] == "yes"
     widowx = rows[("Xiaomi-Robotics-0-SimplerEnv-WidowX", "simpler_widowx")]
     assert widowx["value"] == "79.2" and widowx["n"] == "96"
     assert rows[("Xiaomi-Robotics-0-Calvin-ABC_D", "calvin_abc_d")]["value"] == "4.75"
@@ -186,11 +187,11 @@ def test_html_leaderboard_renders_offline_in_headless_chromium(results, tmp_path
     assert sorted(cells) == ["Xiaomi-Robotics-0-Calvin-ABC_D", "Xiaomi-Robotics-0-LIBERO",
                              "Xiaomi-Robotics-0-SimplerEnv-WidowX"]
     libero, classes = cells["Xiaomi-Robotics-0-LIBERO"]
-    assert libero["execution"] == "sync,replan_steps=10" and libero["libero_average"] == "98.7 [98.2, 99.2]"
+    assert libero["execution"] == "sync,replan_steps=10" and libero["libero_average"] == "98.7 [98.0, 99.1]"
     assert classes["libero_average"] == "num complete" and classes["simpler_widowx_average"] == "num empty"
     assert libero["simpler_widowx_average"] == "" and libero["calvin_abc_d_avg_len"] == ""
-    assert cells["Xiaomi-Robotics-0-SimplerEnv-WidowX"][0]["simpler_widowx_average"] == "79.2 [71.9, 86.5]"
-    assert cells["Xiaomi-Robotics-0-Calvin-ABC_D"][0]["calvin_abc_d_avg_len"] == "4.75 [4.70, 4.79]"
+    assert cells["Xiaomi-Robotics-0-SimplerEnv-WidowX"][0]["simpler_widowx_average"] == "79.2 [69.0, 86.0]"
+    assert cells["Xiaomi-Robotics-0-Calvin-ABC_D"][0]["calvin_abc_d_avg_len"] == "4.75 [4.67, 4.81]"
     # figures reported by others: their own table, with a source for each, never in the measured ones
     published = _Cells("published")
     published.feed(dom)

@@ -257,7 +257,7 @@ def test_widowx_copies_agree() -> None:
 # -- the reported numbers, through the harness's own statistics --------------------------------------
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: f"{r.key}.{r.name}")
 def test_reported_aggregates_are_reproduced(rule: AggregateRule, measured: dict[str, SuiteStats]) -> None:
-    estimates = measure_aggregate(rule, measured, replicates=50)
+    estimates = measure_aggregate(rule, measured)
     assert estimates
     for estimate in estimates:
         reported = REPORTED[(rule.key, estimate.metric)]

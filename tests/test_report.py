@@ -29,34 +29,40 @@ def partial_run(tmp_path) -> Path:
 
 def test_report_of_a_partial_run_with_errors(partial_run) -> None:
     text = report_run(partial_run)
-    assert "| 0 | pick_up_the_black_bowl_on_the_plate | 70.0 | [39.7, 89.2] | 7 / 10 | 0 |" in text
+    # Clopper-Pearson intervals, the method named in the tables' headers
+    assert "| task | name | success % | 95% CI (Clopper-Pearson) |" in text
+    assert "| 0 | pick_up_the_black_bowl_on_the_plate | 70.0 | [34.8, 93.3] | 7 / 10 | 0 |" in text
     # task 1: 5 successes in 8 ok episodes + 2 errors, which count as failures (as in the release)
-    assert "| 1 | pick_up_the_black_bowl_next_to_the_ramekin | 50.0 | [23.7, 76.3] | 5 / 10 | 2 |" in text
-    assert "| libero_spatial | 60.0 | [38.7, 78.1] | 12 / 20 | 18 | 2 | 4.0% |" in text
+    assert "| 1 | pick_up_the_black_bowl_next_to_the_ramekin | 50.0 | [18.7, 81.3] | 5 / 10 | 2 |" in text
+    assert "| libero_spatial | 60.0 | [36.1, 80.9] | 12 / 20 | 18 | 2 | 4.0% |" in text
     assert "status: **PARTIAL**" in text and "partial: 20/500 episodes (4.0% of the protocol)" in text
     assert "2 episode(s) ended with an error" in text and "libero_spatial/1/8" in text
     # the LIBERO average is never averaged over a subset of its suites
     assert "| libero | average | – |" in text and "missing suite(s): libero_object" in text
-    assert "| libero_spatial | success | 98.8 | 60.0 | -38.8 | [38.7, 78.1] | **no** | partial" in text
+    # against the release's 494 / 500 (two-sample), not against 98.8 taken as exact
+    assert ("| libero_spatial | success | 98.8 | 500 | 60.0 | 20 | -38.8 | [-62.8, -17.9] | MOVER "
+            "(Clopper-Pearson terms) | unpaired: exact unconditional (Farrington-Manning order) | <0.0001 | "
+            "**no** | partial") in text
     assert "| libero_spatial | 20 | 2.00 | 0.50 | 1.00 | 0.25 | 0.25 |" in text  # seconds per episode
     assert (partial_run / "report.md").read_text() == text
     rows = list(csv.DictReader((partial_run / "report.csv").open()))
     suite_row = next(r for r in rows if r["scope"] == "suite")
     assert suite_row["value"] == "60.0" and suite_row["errors"] == "2" and suite_row["partial"] == "true"
-    assert suite_row["reported"] == "98.8" and suite_row["reported_in_ci"] == "false"
+    assert suite_row["reported"] == "98.8" and suite_row["consistent_with_reported"] == "false"
     assert [r["task"] for r in rows if r["scope"] == "task"] == ["0", "1"]
 
 
 REPORT_CSV = """\
 run,checkpoint,checkpoint_id,scope,suite,task,name,metric,value,ci_low,ci_high,method,n,successes,episodes,\
-errors,coverage,partial,reported,delta,reported_in_ci
+errors,coverage,partial,reported,delta,consistent_with_reported
 libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,task,libero_spatial,0,pick_up_the_black_bowl_on_the_plate,\
-success,70.0,39.68,89.22,wilson,10,7.0,10,0,,true,,,
+success,70.0,34.75,93.33,Clopper-Pearson,10,7.0,10,0,,true,,,
 libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,task,libero_spatial,1,pick_up_the_black_bowl_next_to_the_ramekin,\
-success,50.0,23.66,76.34,wilson,10,5.0,8,2,,true,,,
-libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,suite,libero_spatial,,libero_spatial,success,60.0,38.66,78.12,\
-wilson,20,12.0,18,2,4.0,true,98.8,-38.8,false
-libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,aggregate,libero,,libero,average,,,,bootstrap,0,,,,,true,98.7,,
+success,50.0,18.71,81.29,Clopper-Pearson,10,5.0,8,2,,true,,,
+libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,suite,libero_spatial,,libero_spatial,success,60.0,36.05,80.88,\
+Clopper-Pearson,20,12.0,18,2,4.0,true,98.8,-38.8,false
+libero_partial,Xiaomi-Robotics-0-LIBERO,c0ffee,aggregate,libero,,libero,average,,,,\
+MOVER (Clopper-Pearson terms),0,,,,,true,98.7,,
 """
 
 
@@ -92,10 +98,13 @@ def test_full_libero_run_matches_reported_average(tmp_path) -> None:
     assert round(by_metric[("libero_spatial", "success")].measured.value, 1) == 98.8
     assert round(by_metric[("libero_10", "success")].measured.value, 1) == 97.2
     average = by_metric[("libero", "average")]
-    assert round(average.measured.value, 1) == 98.7 and average.inside
-    assert average.measured.method == "bootstrap" and not average.measured.partial
+    assert round(average.measured.value, 1) == 98.7
+    assert average.measured.method == "MOVER (Clopper-Pearson terms)" and not average.measured.partial
     text = report_run(run_dir)
     assert "status: complete" in text and "| libero | average | 98.7 |" in text
+    # the release's own counts reproduced: every comparison is consistent, two-sample with n 500 / 2000
+    assert "| libero | average | 98.7 | 2000 | 98.7 | 2000 | 0.0 |" in text
+    assert "| **no** |" not in text
 
 
 def test_calvin_report_against_reported(tmp_path) -> None:
@@ -106,7 +115,8 @@ def test_calvin_report_against_reported(tmp_path) -> None:
     text = report_run(run_dir)
     for metric, value in [("chain_1", "100.0"), ("chain_5", "88.1"), ("avg_len", "4.75")]:
         delta = "0.00" if metric == "avg_len" else "0.0"
-        assert f"| calvin_abc_d | {metric} | {value} | {value} | {delta} | [" in text
+        assert f"| calvin_abc_d | {metric} | {value} | 1000 | {value} | 1000 | {delta} | [" in text
+    assert "Clopper-Pearson on avg_len / length (bounded mean)" in text
     assert "### calvin_abc_d (subtask success among attempts)" in text
 
 
@@ -148,7 +158,7 @@ def test_compare_with_another_checkpoints_reported_numbers(tmp_path) -> None:
     assert "No reported numbers" in report_run(run_dir)
     text = report_run(run_dir, compare_with="Xiaomi-Robotics-0-LIBERO")
     assert "## Comparison with reported (Xiaomi-Robotics-0-LIBERO)" in text
-    assert "| libero_spatial | success | 98.8 | 90.0 | -8.8 |" in text
+    assert "| libero_spatial | success | 98.8 | 500 | 90.0 | 500 | -8.8 |" in text
     with pytest.raises(UserError, match="unknown checkpoint 'nope'"):
         load_run(run_dir, compare_with="nope")
 
@@ -157,10 +167,12 @@ def test_report_compares_each_task_with_the_release_logs(tmp_path) -> None:
     counts = [50, 50, 30, 50, 49, 49, 50, 47, 49, 50]  # the release: 50 / 50 on task 2
     text = report_run(libero_run(tmp_path, "r", {"libero_spatial": counts}))
     section = text[text.index("## Comparison with the release's own episodes"):]
-    # Newcombe: from the Wilson intervals (46.2, 72.4) of 30/50 and (92.9, 100) of 50/50
-    assert "| 2 (task_2) | 30 / 50 | 50 / 50 | -40.0 | [-53.8, -25.7] | **differs** |" in section
+    # MOVER over the Clopper-Pearson intervals of 30/50 and 50/50; Holm over 10
+    assert ("| 2 (task_2) | 30 / 50 | 50 / 50 | -40.0 | [-54.8, -24.7] | MOVER (Clopper-Pearson terms) | "
+            "<0.0001 | **differs** |") in section
     assert "| libero_spatial | 7 (task_7) | 47 / 50 | 47 / 50 | 0.0 |" in section
     assert sum("| **differs** |" in line for line in section.splitlines()) == 1
+    assert "Holm-adjusted over the 10 rows" in section
 
 
 def test_report_shows_episode_agreement_with_the_release_for_simplerenv(tmp_path) -> None:
@@ -186,4 +198,6 @@ def test_report_shows_how_the_robot_moved(tmp_path) -> None:
     text = report_run(run_dir)
     section = text[text.index("## How the robot moved"):]
     assert r"| libero_spatial | seam jump \|a_t - a_{t-1}\| at chunk switches | 0.2 |" in section
-    assert "| libero_spatial | time to success (s, successful episodes) | 2 | [2, 2] | 1 |" in section
+    # one episode: no interval (issue 20 item 9), the method named in the header
+    assert "| libero_spatial | time to success (s, successful episodes) | 2 | – (n < 2) | 1 |" in section
+    assert "95% CI (bootstrap)" in section

@@ -1,4 +1,5 @@
-"""CLI subcommands over recorded results: report, leaderboard, check (regression gate).
+"""CLI subcommands over recorded results: report, leaderboard, check (regression gate), plan-gate
+(sizing a gate), robustness.
 
 `register(subparsers)` adds them to the `mibot-eval` parser; each handler returns an exit code and
 raises UserError for bad input (printed by the CLI as one line, exit 2). This is where the results
@@ -16,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_report(subparsers)
     _add_leaderboard(subparsers)
     _add_check(subparsers)
+    _add_plan_gate(subparsers)
     _add_robustness(subparsers)
 
 
@@ -117,23 +119,31 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "check", help="regression gate: exit 1 if the candidate is significantly worse",
-        description="Exit 0 when the candidate is not significantly worse than the baseline on any "
-        "suite or task, 1 (with a table naming what regressed) otherwise, 2 when the runs are not "
-        "comparable (protocol, execution mode or episodes per task differ). One-sided tests: "
-        "Newcombe interval for run vs run, Wilson score test vs reported rates, bootstrap for "
-        "reported averages; Holm-adjusted across the check. See docs/regression-gate.md.",
+        "check", help="regression gate: regressed (exit 1), not worse (0) or inconclusive (3)",
+        description="Compare a candidate run with a baseline run, the release's logged episodes or "
+        "reported numbers. Every task, suite and average ends as regressed (worse than the baseline by "
+        "more than the margin, shown), not worse (within the margin, shown) or inconclusive, with the "
+        "difference's 95% interval and the smallest drop the row could detect (80% power). Exit 0 "
+        "when the run is not worse, 1 when something regressed, 3 when inconclusive (the run could not "
+        "tell: see the detectable drops, and `mibot-eval plan-gate`), 2 when refused (protocols differ, "
+        "bad input). Tests: exact paired / unpaired margin tests, MOVER for averages; regression "
+        "p-values Holm-adjusted. See docs/regression-gate.md.",
     )
     p.add_argument("--candidate", required=True, metavar="RUN", help="candidate run folder")
-    p.add_argument("--baseline", required=True, metavar="RUN|reported|release",
-                   help="baseline run folder; 'reported' for the candidate checkpoint's numbers in "
-                   "checkpoints.yaml; 'release' for the release's own logged outcomes, per task")
-    p.add_argument("--max-drop", type=float, default=0.0, metavar="PP",
-                   help="tolerated drop in percentage points (default 0)")
+    p.add_argument("--baseline", default=None, metavar="RUN|release|reported[:NAME]",
+                   help="baseline run folder; 'release' for the release's own logged outcomes; "
+                   "'reported' for the candidate checkpoint's numbers in checkpoints.yaml, "
+                   "'reported:NAME' for another entry's (same as --reference NAME)")
+    p.add_argument("--reference", default=None, metavar="NAME",
+                   help="gate against the reported numbers of this checkpoints.yaml entry (e.g. a "
+                   "fine-tune against Xiaomi-Robotics-0-LIBERO); implies --baseline reported")
+    p.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                   help="margin in percentage points for every row (default: each suite YAML's "
+                   "gate.max_drop)")
     p.add_argument("--alpha", type=float, default=0.05, metavar="A",
-                   help="significance level of the one-sided tests (default 0.05)")
+                   help="error level of each verdict (default 0.05)")
     p.add_argument("--correction", choices=("holm", "none"), default="holm",
-                   help="multiple-comparison adjustment across suites and tasks (default holm)")
+                   help="adjustment of the regression tests across rows (default holm)")
     p.set_defaults(handler=_cmd_check)
 
 
@@ -141,9 +151,44 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from mibot_eval.results.gate import check_regression, render_gate
 
     result = check_regression(args.candidate, args.baseline, max_drop=args.max_drop,
-                              alpha=args.alpha, correction=args.correction)
+                              alpha=args.alpha, correction=args.correction, reference=args.reference)
     print(render_gate(result), end="")
     return result.exit_code
+
+
+def _add_plan_gate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan-gate", help="episodes per task a regression gate needs to catch a drop (before running)",
+        description="Size a CI gate before it runs: for the check you will run (margin: --max-drop, "
+        "else each suite YAML's gate.max_drop), the episodes per task needed to declare a true drop of "
+        "--drop percentage points regressed (one task, or a whole suite) and to show a candidate with no "
+        "real change not worse, with the given power. Baseline: a run folder (paired; uses its task "
+        "rates and a discordance) or a checkpoints.yaml name (the release's logged episodes, else its "
+        "reported rates). See docs/regression-gate.md (how to measure discordance).",
+    )
+    p.add_argument("--baseline", required=True, metavar="RUN|NAME",
+                   help="baseline run folder, or a checkpoints.yaml entry")
+    p.add_argument("--drop", type=float, required=True, metavar="PP",
+                   help="the true drop to catch, in percentage points")
+    p.add_argument("--power", type=float, default=0.8, help="probability of catching it (default 0.8)")
+    p.add_argument("--alpha", type=float, default=0.05, help="the gate's error level (default 0.05)")
+    p.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                   help="the margin check will use (default: each suite YAML's gate.max_drop)")
+    p.add_argument("--discordance", type=float, default=None, metavar="Q",
+                   help="share of episodes whose outcome differs between two runs of the same "
+                   "checkpoint (default: 2 p (1 - p) per task); measure it by rerunning the baseline")
+    p.add_argument("--suites", type=lambda t: [s for s in t.split(",") if s], default=[],
+                   help="comma-separated suites (default: all of the baseline's)")
+    p.set_defaults(handler=_cmd_plan_gate)
+
+
+def _cmd_plan_gate(args: argparse.Namespace) -> int:
+    from mibot_eval.results.plan_gate import plan_gate, render_plan
+
+    plan = plan_gate(args.baseline, args.drop, power=args.power, alpha=args.alpha,
+                     max_drop=args.max_drop, discordance=args.discordance, suites=args.suites)
+    print(render_plan(plan), end="")
+    return 0
 
 
 def _add_robustness(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,8 @@ Inline CSS, charts as base64 PNG data URIs, no scripts, fonts or links to fetch:
 table (table#leaderboard), the pivot of benchmark headlines (table#pivot: one row per checkpoint and
 execution mode, cells value [95% CI], class "partial" / "complete" / "empty"), the chart, the figures
 other models' authors reported (table#published, its own section, never among the measured rows;
-sources as text, not links), and per run its suites (Wilson intervals) and its full manifest.
+sources as text, not links), and per run its suites (Clopper-Pearson intervals) and its full
+manifest. Every table names its interval method (a column, or its heading).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from mibot_eval.results.intervals import RATE_METHOD
 from mibot_eval.results.published import HEADLINES, Headline
 from mibot_eval.results.store import utc_now
 from mibot_eval.results.summary import RunSummary, execution_label, fmt, fmt_ci
@@ -37,8 +39,9 @@ img{max-width:100%;border:1px solid #ccd}
 
 COLUMNS = (  # (heading, row field, numeric)
     ("checkpoint", "checkpoint", False), ("suite", "suite", False), ("metric", "metric", False),
-    ("value", "value", True), ("95% CI", "_ci", True), ("n", "n", True), ("reported", "reported", True),
-    ("delta", "delta", True), ("reported in CI", "_inside", False), ("coverage %", "coverage", True),
+    ("value", "value", True), ("95% CI", "_ci", True), ("CI method", "method", False), ("n", "n", True),
+    ("reported", "reported", True), ("delta", "delta", True),
+    ("consistent with reported", "_consistent", False), ("coverage %", "coverage", True),
     ("errors", "errors", True), ("s / episode", "sec_per_episode", True),
     ("execution", "execution", False), ("protocol", "protocol", False),
 )
@@ -52,8 +55,8 @@ def _cell(row: Mapping[str, Any], field: str) -> str:
     metric = str(row.get("metric") or "")
     if field == "_ci":
         return fmt_ci(_num(row.get("ci_low")), _num(row.get("ci_high")), metric)
-    if field == "_inside":
-        value = row.get("reported_in_ci")
+    if field == "_consistent":
+        value = row.get("consistent_with_reported")
         return "–" if value in (None, "") else ("yes" if str(value).lower() == "true" else "no")
     if field in ("value", "reported", "delta"):
         return fmt(_num(row.get(field)), metric)
@@ -146,7 +149,8 @@ def _run_section(summary: RunSummary) -> str:
         f'<section class="run" id="run-{escape(summary.run)}"><h3>{escape(summary.run)}</h3>'
         f'<p class="meta">checkpoint {escape(summary.checkpoint)} '
         f"({escape(summary.checkpoint_id[:16])}), execution {escape(execution_label(summary.execution))}"
-        f"</p><table><thead><tr><th>suite</th><th>success %</th><th>95% CI</th><th>successes / n</th>"
+        f"</p><table><thead><tr><th>suite</th><th>success %</th><th>95% CI ({RATE_METHOD})</th>"
+        "<th>successes / n</th>"
         f"<th>errors</th><th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<details><summary>manifest.json</summary><pre>{escape(manifest)}</pre></details></section>"
     )
@@ -164,11 +168,16 @@ def render_html(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunSummary], m
         f"<title>mibot-eval leaderboard</title><style>{CSS}</style></head><body>"
         "<h1>mibot-eval leaderboard</h1>"
         f'<p class="meta">Generated {escape(utc_now())} from recorded episodes. Rates are success '
-        "over independent trials (an errored episode counts as a failure); intervals are Wilson 95% "
-        "for rates and seeded bootstrap 95% for averages. Italic grey rows are partial runs.</p>"
+        "over independent trials (an errored episode counts as a failure); 95% intervals are "
+        "Clopper-Pearson for rates, MOVER over Clopper-Pearson terms for averages and Clopper-Pearson "
+        "on avg_len / 5 for CALVIN's average length (each row names its method). \"consistent with "
+        "reported\": the two-sided test of value - reported does not reject at 0.05, two-sample "
+        "against the release's logged episodes where they hold the number. Italic grey rows are "
+        "partial runs.</p>"
         f"<h2>Leaderboard</h2>{leaderboard_table(rows)}"
         '<h2>Pivot: benchmark headlines</h2><p class="meta">One row per checkpoint and execution mode: '
-        "value [95% CI]; (partial) when the run covers less than the protocol; empty when not measured. "
+        "value [95% CI] (MOVER over Clopper-Pearson terms; CALVIN: Clopper-Pearson on avg_len / 5); "
+        "(partial) when the run covers less than the protocol; empty when not measured. "
         f"Official protocols only.</p>{pivot_table(pivot)}"
         f'<h2>Chart</h2><img id="chart" alt="leaderboard bar chart with 95% intervals" '
         f'src="data:image/png;base64,{chart}">'

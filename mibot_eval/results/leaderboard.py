@@ -39,8 +39,9 @@ Long CSV columns, in this order (LEADERBOARD_COLUMNS); empty cell = not applicab
                    mean_of_tasks / mean_of_task_groups rule, SimplerEnv), avg_len (a suite with a
                    chain_success rule, CALVIN), or the aggregate's metric
   value            the headline value: percent; avg_len in subtasks
-  ci_low, ci_high  95% interval: Wilson for rates, seeded bootstrap for averages and avg_len
-  method           wilson | bootstrap
+  ci_low, ci_high  95% interval (never zero width; coverage in benchmarks/gate_calibration.py)
+  method           its method: Clopper-Pearson (rates), MOVER (Clopper-Pearson terms) (averages of
+                   rates), Clopper-Pearson on avg_len / length (bounded mean) (CALVIN avg_len)
   n                independent trials (CALVIN sequences; WidowX repeats collapsed to one)
   successes        successes among n (rates only; fractional if repeats disagree)
   episodes         ok episode records (repeats included)
@@ -50,7 +51,10 @@ Long CSV columns, in this order (LEADERBOARD_COLUMNS); empty cell = not applicab
   partial          true when coverage < 100 (aggregate: a member partial or missing)
   reported         the release's number for this checkpoint, suite and metric (checkpoints.yaml)
   delta            value - reported
-  reported_in_ci   true when the reported number lies inside [ci_low, ci_high]
+  consistent_with_reported
+                   true when the two-sided test of value - reported does not reject at 0.05 (this
+                   row alone): two-sample against the release's logged episodes where they hold the
+                   number (results/reported.py), else against the reported figure taken as exact
   details          secondary metrics, "name=value;..." (chain_1..chain_5; pooled success)
   sec_per_episode  mean wall-clock seconds per recorded episode (timings.total_s)
   runs             the run folders pooled into the row, ";"-separated
@@ -88,6 +92,7 @@ from mibot_eval.config import load_checkpoints, load_suite, suites_dir
 from mibot_eval.errors import UserError
 from mibot_eval.results.lock import waiting_lock
 from mibot_eval.results.published import HEADLINES, Headline, published_frame
+from mibot_eval.results.reported import consistent_with
 from mibot_eval.results.stats import (
     AggregateRule,
     Estimate,
@@ -118,7 +123,7 @@ MOTION_DIGITS = 4
 LEADERBOARD_COLUMNS = (
     "checkpoint", "checkpoint_id", "suite", "kind", "protocol", "execution", "metric", "value",
     "ci_low", "ci_high", "method", "n", "successes", "episodes", "errors", "expected", "coverage",
-    "partial", "reported", "delta", "reported_in_ci", "details", "sec_per_episode", "runs",
+    "partial", "reported", "delta", "consistent_with_reported", "details", "sec_per_episode", "runs",
     *MOTION_COLUMNS,
 )
 KEY_COLUMNS = ("checkpoint", "checkpoint_id", "suite", "kind", "protocol", "execution")
@@ -276,7 +281,9 @@ def _suite_row(
            "details": ";".join(f"{e.metric}={fmt(e.value, e.metric)}" for e in others),
            "sec_per_episode": _round(suite.timings.get("total_s"), 3),
            "runs": ";".join(sorted(group.runs))}
-    row.update(estimate_cells(head, (reported.get(name) or {}).get(head.metric), rounded=False))
+    figure = (reported.get(name) or {}).get(head.metric)
+    row.update(estimate_cells(head, figure, rounded=False,
+                              consistent=consistent_with(head, checkpoint, name, head.metric, figure)))
     return row
 
 
@@ -304,8 +311,9 @@ def _aggregate_row(
            "coverage": round(100 * episodes / total, 2) if total else None,
            "partial": estimate.partial, "details": estimate.note,
            "runs": ";".join(sorted({r for k in present.values() for r in pool.groups[k].runs}))}
-    row.update(estimate_cells(estimate, (reported.get(first[0]) or {}).get(rule.key, {}).get(rule.name),
-                              rounded=False))
+    figure = (reported.get(first[0]) or {}).get(rule.key, {}).get(rule.name)
+    row.update(estimate_cells(estimate, figure, rounded=False,
+                              consistent=consistent_with(estimate, first[0], rule.key, rule.name, figure)))
     return row
 
 
@@ -454,7 +462,9 @@ def pivot_markdown(pivot: Pivot) -> str:
     frame = pivot.frame
     lines = ["## Pivot: benchmark headlines", "",
              "One row per checkpoint and execution mode: value [95% CI], **(partial)** when the run "
-             "covers less than the protocol; empty when not measured. Official protocols only.", ""]
+             "covers less than the protocol; empty when not measured. Official protocols only. "
+             "Intervals: MOVER over Clopper-Pearson terms for averages, Clopper-Pearson on avg_len / 5 "
+             "for CALVIN's average length.", ""]
     records = frame.to_dict("records")
     lines += markdown_table(("checkpoint", "execution", *(h.label for h in HEADLINES)),
                             [(label, r["execution"], *(pivot_cell(r, h) for h in HEADLINES))
@@ -585,8 +595,8 @@ def update_for_run(run_dir: Path, csv_path: Path) -> list[dict[str, Any]]:
 
 def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """A markdown table of leaderboard rows (read back from CSV or freshly built)."""
-    header = ("checkpoint", "suite", "metric", "value", "95% CI", "n", "reported", "delta",
-              "in CI", "coverage", "execution", "protocol")
+    header = ("checkpoint", "suite", "metric", "value", "95% CI", "CI method", "n", "reported", "delta",
+              "consistent", "coverage", "execution", "protocol")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
         metric = str(r.get("metric") or "")
@@ -595,9 +605,9 @@ def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         if _truth(r.get("partial")):
             status += " (partial)"
         cells = (r.get("checkpoint"), r.get("suite"), metric, fmt(_num(r.get("value")), metric),
-                 fmt_ci(_num(r.get("ci_low")), _num(r.get("ci_high")), metric), r.get("n"),
-                 fmt(_num(r.get("reported")), metric), fmt(_num(r.get("delta")), metric),
-                 {True: "yes", False: "no", None: "–"}[_bool_or_none(r.get("reported_in_ci"))],
+                 fmt_ci(_num(r.get("ci_low")), _num(r.get("ci_high")), metric), r.get("method") or "–",
+                 r.get("n"), fmt(_num(r.get("reported")), metric), fmt(_num(r.get("delta")), metric),
+                 {True: "yes", False: "no", None: "–"}[_bool_or_none(r.get("consistent_with_reported"))],
                  status, r.get("execution"), r.get("protocol"))
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -656,7 +666,8 @@ def chart_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
         axes.set_ylim(0, top * 1.05)
         axes.set_ylabel(label)
         axes.grid(axis="y", alpha=0.3)
-    figure.suptitle("mibot-eval leaderboard (95% intervals; grey = partial)", fontsize=10)
+    figure.suptitle("mibot-eval leaderboard (95% intervals: Clopper-Pearson rates, MOVER averages; "
+                    "grey = partial)", fontsize=10)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()

@@ -15,12 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-<<<<<<< HEAD
-from mibot_eval.config import project_root
 from mibot_eval.results.store import utc_now
-=======
-from mibot_eval.results.store import RunStore, utc_now
->>>>>>> i19-checkpoints
 from mibot_eval.suites.base import SIMULATOR_PACKAGES
 
 if TYPE_CHECKING:

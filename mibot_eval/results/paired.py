@@ -3,20 +3,24 @@ observation and noise seeds (the release's protocol makes every episode reproduc
 candidate that fails trials the baseline passed is evidence the independent-sample tests cannot see.
 
   pair_units        matched independent trials (WidowX deterministic repeats collapse to one unit)
-  PairCounts        the 2x2 table of a set of pairs; `p_worse` = exact McNemar (stats.p_worse_paired)
-  paired_bootstrap  replicates of (candidate - baseline) for an average, resampling pairs jointly
+  PairCounts        the 2x2 table of a set of pairs; `p_values` = the paired margin test
+                    (results/exact.py: exact McNemar at margin 0, exact unconditional above)
+
+A unit's outcome is the mean success of its copies. In the 2x2 table a unit counts as a success only
+when MORE than half of its copies succeeded: the copies are deterministic repeats, so a unit whose
+copies split (e.g. WidowX 3 of 6) is not reproducible, and the gate does not credit an outcome the
+run could not reproduce; a split exactly in half therefore counts as a failure, on either side, and
+`PairCounts.split` counts such units so the gate's note names them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from mibot_eval.results.stats import BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED, p_worse_paired
+from mibot_eval.results.exact import paired_p_values
 
 
 @dataclass(frozen=True)
@@ -30,35 +34,49 @@ class Pair:
     baseline: float
 
 
+def unit_success(value: float) -> bool:
+    """A unit's outcome in the 2x2 table: more than half of its copies succeeded (module docstring)."""
+    return value > 0.5
+
+
 @dataclass(frozen=True)
 class PairCounts:
     both: int
     neither: int
     base_only: int  # the baseline succeeded, the candidate failed
     cand_only: int
+    split: int = 0  # units (either side) whose copies split exactly in half: counted as failures
 
     @property
     def n(self) -> int:
         return self.both + self.neither + self.base_only + self.cand_only
 
-    def p_worse(self, margin: float = 0.0) -> float:
-        """One-sided exact McNemar p-value of 'candidate worse by more than margin' (fraction)."""
-        return p_worse_paired(self.base_only, self.cand_only, self.n, margin)
+    @property
+    def discordance(self) -> float:
+        return (self.base_only + self.cand_only) / self.n if self.n else 0.0
+
+    def p_values(self, margin: float = 0.0) -> tuple[float, float]:
+        """(p regressed, p not worse) of the paired test at margin (a fraction)."""
+        return paired_p_values(self.base_only, self.cand_only, self.n, margin)
 
     @property
     def note(self) -> str:
-        return f"discordant: {self.base_only} baseline-only, {self.cand_only} candidate-only of {self.n}"
+        text = f"discordant: {self.base_only} baseline-only, {self.cand_only} candidate-only of {self.n}"
+        if self.split:
+            text += f"; {self.split} unit(s) whose copies split in half counted as failures"
+        return text
 
     @classmethod
     def of(cls, pairs: Iterable[Pair]) -> PairCounts:
-        both = neither = base_only = cand_only = 0
+        both = neither = base_only = cand_only = split = 0
         for p in pairs:
-            c, b = p.candidate >= 0.5, p.baseline >= 0.5
+            c, b = unit_success(p.candidate), unit_success(p.baseline)
             both += c and b
             neither += not c and not b
             base_only += b and not c
             cand_only += c and not b
-        return cls(both, neither, base_only, cand_only)
+            split += (p.candidate == 0.5) + (p.baseline == 0.5)
+        return cls(both, neither, base_only, cand_only, split)
 
 
 def _ok_success(record: Mapping[str, Any]) -> float:
@@ -90,38 +108,3 @@ def pair_units(candidate: Iterable[Mapping[str, Any]], baseline: Iterable[Mappin
     theirs = _units(r for r in baseline if r.get("suite") in same)
     return [Pair(suite, task, unit, value, theirs[unit][2])
             for unit, (suite, task, value) in mine.items() if unit in theirs]
-
-
-def paired_bootstrap(pairs: Sequence[Pair], statistic: Callable[[np.ndarray, Sequence[Pair]], np.ndarray],
-                     replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED
-                     ) -> tuple[float, np.ndarray]:
-    """(observed difference, bootstrap replicates) of statistic(candidate - baseline per pair);
-    pairs are resampled jointly within each stratum (suite), numpy PCG64 with a fixed seed.
-
-    statistic(weights, pairs) -> (replicates,) values, where weights[r, i] counts how often pair i is
-    drawn in replicate r (the observed value uses weights of ones)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    strata: dict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(pairs):
-        strata[p.suite].append(i)
-    weights = np.zeros((replicates, len(pairs)))
-    for members in strata.values():
-        idx = np.asarray(members)
-        draws = rng.integers(0, len(idx), size=(replicates, len(idx)))
-        np.add.at(weights, (np.arange(replicates)[:, None], idx[draws]), 1.0)
-    observed = float(statistic(np.ones((1, len(pairs))), pairs)[0])
-    return observed, statistic(weights, pairs)
-
-
-def mean_of_suites_difference(suites: Sequence[str]) -> Callable[[np.ndarray, Sequence[Pair]], np.ndarray]:
-    """The difference of a mean-of-suites average (LIBERO) from weighted pair differences, percent."""
-    def statistic(weights: np.ndarray, pairs: Sequence[Pair]) -> np.ndarray:
-        diff = np.array([p.candidate - p.baseline for p in pairs])
-        per_suite = []
-        for suite in suites:
-            mask = np.array([p.suite == suite for p in pairs])
-            w = weights[:, mask]
-            per_suite.append((w * diff[mask]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12))
-        return 100 * np.mean(per_suite, axis=0)
-
-    return statistic

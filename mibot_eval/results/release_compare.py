@@ -1,19 +1,23 @@
 """A run next to the release's own outcomes (results/release_baseline.py), task by task.
 
   LIBERO, SimplerEnv  per task: the run's successes / trials vs the release's, the difference with a
-                      Newcombe 95% interval (two independent proportions), flagged when the interval
-                      excludes 0. SimplerEnv also pairs episodes by their index in the official list
-                      (the release's logs name each one): agree / disagree counts per task.
-  CALVIN              chain_1..chain_5 (Newcombe, as above) and the average length (difference of
-                      means, seeded bootstrap of both sides): the release's logs do not say which
-                      sequence had which length, so sequences cannot be paired.
+                      95% MOVER interval over both Clopper-Pearson intervals (two independent
+                      proportions) and the two-sided exact unconditional test of "no difference"
+                      (results/differences.unpaired). SimplerEnv
+                      also pairs episodes by their index in the official list (the release's logs
+                      name each one): agree / disagree counts per task.
+  CALVIN              chain_1..chain_5 (as above) and the average length (MOVER over both sides'
+                      bounded-mean intervals, results/stats.length_estimate): the release's logs do
+                      not say which sequence had which length, so sequences cannot be paired.
+The rows are one family: a row **differs** when its Holm-adjusted p-value is below 0.05 (40 LIBERO
+tasks tested alone would flag a faithful rerun somewhere 18-83% of the time).
 `release_summary(suites)` measures the release like a run, for `check --baseline release`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +25,13 @@ import numpy as np
 
 from mibot_eval.config import load_suite
 from mibot_eval.errors import UserError
+from mibot_eval.results import differences
+from mibot_eval.results.intervals import AVG_LEN_METHOD, MOVER_METHOD
 from mibot_eval.results.release_baseline import RUN_NAME, load_release_baseline
-from mibot_eval.results.stats import (
-    Rate,
-    bootstrap_means,
-    newcombe_interval,
-    percentile_interval,
-    z_two_sided,
-)
+from mibot_eval.results.stats import Rate, holm, length_estimate
 from mibot_eval.results.summary import RunSummary, fmt, markdown_table, summary_from_records
+
+LEVEL = 0.05
 
 
 def release_summary(suites: Iterable[str]) -> RunSummary:
@@ -64,20 +66,22 @@ class ReleaseRow:
     high: float | None
     metric: str = "success"
     agreement: str = ""  # SimplerEnv: episode-level agree / disagree counts
+    p_value: float | None = None  # two-sided, "no difference"
+    p_adjusted: float | None = None  # Holm over the comparison's rows
+    method: str = MOVER_METHOD
 
     @property
     def differs(self) -> bool:
-        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+        return self.p_adjusted is not None and self.p_adjusted < LEVEL
 
 
 def _rate_row(suite: str, item: str, mine: Rate, theirs: Rate, metric: str = "success") -> ReleaseRow:
     if not mine.n or not theirs.n:
         return ReleaseRow(suite, item, f"{mine.successes:g} / {mine.n}", f"{theirs.successes:g} / {theirs.n}",
                           None, None, None, metric)
-    low, high = newcombe_interval(mine.successes, mine.n, theirs.successes, theirs.n, z_two_sided())
-    diff = 100 * (mine.successes / mine.n - theirs.successes / theirs.n)
+    d = differences.unpaired(mine, theirs, 0.0)
     return ReleaseRow(suite, item, f"{mine.successes:g} / {mine.n}", f"{theirs.successes:g} / {theirs.n}",
-                      diff, 100 * low, 100 * high, metric)
+                      d.estimate, d.low, d.high, metric, p_value=d.p_two_sided)
 
 
 def _agreement(summary: RunSummary, suite: str, task_id: str) -> str:
@@ -116,7 +120,7 @@ def release_rows(summary: RunSummary) -> list[ReleaseRow]:
             for k, (a, b) in enumerate(zip(mine.chain.rates(), theirs.chain.rates(), strict=True), start=1):
                 rows.append(_rate_row(name, f"chain_{k}", a, b, f"chain_{k}"))
             rows.append(_length_row(name, list(mine.chain.completed.values()),
-                                    list(theirs.chain.completed.values())))
+                                    list(theirs.chain.completed.values()), mine.chain.length))
             continue
         for key, task in mine.tasks.items():
             other = theirs.tasks.get(key)
@@ -126,15 +130,16 @@ def release_rows(summary: RunSummary) -> list[ReleaseRow]:
             if mine.benchmark == "simpler":
                 row = ReleaseRow(**{**row.__dict__, "agreement": _agreement(summary, name, key)})
             rows.append(row)
-    return rows
+    adjusted = iter(holm([r.p_value for r in rows if r.p_value is not None]))
+    return [replace(r, p_adjusted=next(adjusted)) if r.p_value is not None else r for r in rows]
 
 
-def _length_row(suite: str, mine: list[int], theirs: list[int]) -> ReleaseRow:
-    samples = bootstrap_means([mine, theirs])
-    low, high = percentile_interval(samples[:, 0] - samples[:, 1])
-    diff = float(np.mean(mine) - np.mean(theirs))
+def _length_row(suite: str, mine: list[int], theirs: list[int], length: int) -> ReleaseRow:
+    a, b = length_estimate(suite, mine, length), length_estimate(suite, theirs, length)
+    d = differences.linear(a.terms, b.terms, 0.0)
     return ReleaseRow(suite, "avg_len", f"{np.mean(mine):.3f} ({len(mine)} seq.)",
-                      f"{np.mean(theirs):.3f} ({len(theirs)} seq.)", diff, low, high, "avg_len")
+                      f"{np.mean(theirs):.3f} ({len(theirs)} seq.)", d.estimate, d.low, d.high, "avg_len",
+                      p_value=d.p_two_sided, method=f"MOVER ({AVG_LEN_METHOD})")
 
 
 def release_section(summary: RunSummary) -> list[str]:
@@ -142,14 +147,18 @@ def release_section(summary: RunSummary) -> list[str]:
     rows = release_rows(summary)
     if not rows:
         return []
+    tested = sum(1 for r in rows if r.p_adjusted is not None)
     lines = ["", "## Comparison with the release's own episodes", "",
-             "The release's evaluation logs (mibot_eval/data/release), task by task: difference with a "
-             "95% interval (Newcombe for rates, bootstrap for CALVIN's average length); **differs** "
-             "when the interval excludes 0. SimplerEnv episodes are paired by their index in the "
-             "official list.", ""]
+             "The release's evaluation logs (mibot_eval/data/release), task by task: difference (run - "
+             "release) with a 95% interval (method per row) and the two-sided test of no difference "
+             "(exact unconditional for rates, MOVER inverted for CALVIN's average length); **differs** "
+             f"when its p-value, Holm-adjusted over the {tested} rows, is below {LEVEL:g}. SimplerEnv "
+             "episodes are paired by their index in the official list.", ""]
     lines += markdown_table(
-        ("suite", "task / metric", "run", "release", "diff", "95% CI", "", "episode agreement"),
+        ("suite", "task / metric", "run", "release", "diff", "95% CI", "CI method", "p (Holm)", "",
+         "episode agreement"),
         [(r.suite, r.item, r.run, r.release, fmt(r.diff, r.metric),
-          "–" if r.low is None else f"[{fmt(r.low, r.metric)}, {fmt(r.high, r.metric)}]",
+          "–" if r.low is None else f"[{fmt(r.low, r.metric)}, {fmt(r.high, r.metric)}]", r.method,
+          "–" if r.p_adjusted is None else ("<0.0001" if r.p_adjusted < 1e-4 else f"{r.p_adjusted:.4f}"),
           "**differs**" if r.differs else "", r.agreement) for r in rows])
     return lines

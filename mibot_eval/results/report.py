@@ -1,10 +1,13 @@
 """The report of one run: its summary rendered as markdown and long-form CSV.
 
-`report_run(run_dir)` returns markdown (suites with Wilson intervals, aggregates, the comparison with
-the reported numbers and, task by task, with the release's own outcomes, per-task tables, errors,
-latency, seconds per episode) and writes `report.md` and `report.csv` beside the run. Every number
-comes from results/summary.py (episodes.jsonl measured); this module only renders. report.csv is the
-pandas DataFrame `report_frame(summary)` (REPORT_COLUMNS) as CSV text, written atomically.
+`report_run(run_dir)` returns markdown (suites with Clopper-Pearson intervals, aggregates with MOVER
+intervals, the comparison with the reported numbers (two-sample against the release's logged
+episodes, Holm-adjusted) and, task by task, with the release's own outcomes, per-task tables,
+errors, latency, seconds per episode; every table names its interval method) and writes
+`report.md` and `report.csv` beside the run. Every number comes from results/summary.py
+(episodes.jsonl measured); this module only renders. report.csv is the pandas DataFrame
+`report_frame(summary)` (REPORT_COLUMNS) as CSV text, written atomically; its
+consistent_with_reported is the report table's Holm-adjusted "consistent" column.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mibot_eval.results.intervals import RATE_METHOD
 from mibot_eval.results.latency_stats import latency_markdown, latency_summary
 from mibot_eval.results.release_compare import release_section
+from mibot_eval.results.reported import ReportedRow, adjusted_note, compare_to_reported
 from mibot_eval.results.stats import SuiteStats, bootstrap_means, percentile_interval, rate_estimate
 from mibot_eval.results.store import write_atomic
 from mibot_eval.results.summary import (
-    Comparison,
     RunSummary,
-    compare_reported,
     csv_text,
     estimate_cells,
     execution_label,
@@ -36,7 +39,7 @@ from mibot_eval.results.summary import (
 REPORT_COLUMNS = (
     "run", "checkpoint", "checkpoint_id", "scope", "suite", "task", "name", "metric", "value",
     "ci_low", "ci_high", "method", "n", "successes", "episodes", "errors", "coverage", "partial",
-    "reported", "delta", "reported_in_ci",
+    "reported", "delta", "consistent_with_reported",
 )
 
 
@@ -57,12 +60,13 @@ def render_markdown(summary: RunSummary) -> str:
     lines.append(f"- status: **PARTIAL** ({', '.join(s.name for s in partial)})" if partial
                  else "- status: complete")
     lines += [f"- **warning**: {w}" for w in summary.warnings]
-    lines += ["", "## Suites", "", "Success rates over independent trials with Wilson 95% intervals;"
-              " an episode that ended with an error counts as a failure, as the release counts it, and"
-              " is also listed under Errors (chained suites such as CALVIN: share of sequences that"
+    lines += ["", "## Suites", "", f"Success rates over independent trials with {RATE_METHOD} 95% "
+              "intervals; an episode that ended with an error counts as a failure, as the release counts "
+              "it, and is also listed under Errors (chained suites such as CALVIN: share of sequences that"
               " completed every subtask).", ""]
     lines += markdown_table(
-        ("suite", "success %", "95% CI", "successes / n", "episodes", "errors", "coverage", "status"),
+        ("suite", "success %", f"95% CI ({RATE_METHOD})", "successes / n", "episodes", "errors",
+         "coverage", "status"),
         [(s.name, fmt(s.rate.value), fmt_ci(*(s.rate.interval() or (None, None))),
           f"{s.rate.successes:g} / {s.rate.n}", s.episodes, s.errors, _coverage(s), s.status)
          for s in summary.suites.values()])
@@ -73,15 +77,18 @@ def render_markdown(summary: RunSummary) -> str:
                           e.method, e.n, ("partial; " if e.partial else "") + e.note)
                          for e in summary.aggregates])
     lines += ["", f"## Comparison with reported ({summary.reported_source or summary.checkpoint})", ""]
-    comparisons = compare_reported(summary)
-    if comparisons:
+    reported_rows = compare_to_reported(summary)
+    if reported_rows:
+        lines += [
+            "A reported number is itself measured on a finite run: where the release's logs hold it "
+            "(mibot_eval/data/release), the difference is tested two-sample against the release's "
+            "episodes (release n); otherwise the reported figure is taken as exact. Difference: measured"
+            " - reported, 95% interval (method per row); consistent: "
+            f"{adjusted_note(reported_rows)} does not reject.", ""]
         lines += markdown_table(
-            ("key", "metric", "reported", "measured", "delta", "95% CI", "reported in CI", "status"),
-            [(c.key, c.metric, fmt(c.reported, c.metric), fmt(c.measured and c.measured.value, c.metric),
-              fmt(c.delta, c.metric) if c.delta is not None else "–",
-              fmt_ci(c.measured and c.measured.low, c.measured and c.measured.high, c.metric),
-              {True: "yes", False: "**no**", None: "–"}[c.inside],
-              _comparison_status(summary, c)) for c in comparisons])
+            ("key", "metric", "reported", "release n", "measured", "n", "delta", "95% CI of delta",
+             "CI method", "test", "p (Holm)", "consistent", "status"),
+            [_reported_cells(summary, r) for r in reported_rows])
     else:
         lines.append("No reported numbers for this checkpoint and these suites.")
     lines += release_section(summary)
@@ -117,7 +124,26 @@ def _seconds(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def _comparison_status(summary: RunSummary, c: Comparison) -> str:
+def _reported_cells(summary: RunSummary, row: ReportedRow) -> tuple[Any, ...]:
+    c, d = row.comparison, row.difference
+    measured = c.measured
+    release_n = "–" if d is None else (str(row.reference.n) if row.reference is not None
+                                       else "unknown (figure taken as exact)")
+    return (c.key, c.metric, fmt(c.reported, c.metric), release_n,
+            fmt(measured and measured.value, c.metric), "–" if measured is None else measured.n,
+            fmt(c.delta, c.metric) if c.delta is not None else "–",
+            "–" if d is None else fmt_ci(d.low, d.high, c.metric), "–" if d is None else d.interval,
+            "–" if d is None else d.test,
+            _p(row.p_adjusted),
+            {True: "yes", False: "**no**", None: "–"}[row.consistent], _comparison_status(summary, row))
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else ("<0.0001" if value < 1e-4 else f"{value:.4f}")
+
+
+def _comparison_status(summary: RunSummary, row: ReportedRow) -> str:
+    c = row.comparison
     if c.measured is None or c.measured.value is None:
         return "not measured" + (f" ({c.measured.note})" if c.measured and c.measured.note else "")
     suite = summary.suites.get(c.key)
@@ -142,8 +168,8 @@ def _task_sections(summary: RunSummary) -> list[str]:
             note = "; ".join(notes)
             rows.append((task.key, task.name, fmt(rate.value), fmt_ci(*(rate.interval() or (None, None))),
                          f"{rate.successes:g} / {rate.n}", task.errors, note))
-        lines += markdown_table(("task", "name", "success %", "95% CI", "successes / n", "errors", "note"),
-                                rows)
+        lines += markdown_table(("task", "name", "success %", f"95% CI ({RATE_METHOD})", "successes / n",
+                                 "errors", "note"), rows)
     return lines
 
 
@@ -170,14 +196,17 @@ def _motion_section(summary: RunSummary) -> list[str]:
                       if (v := ((r.get("metrics") or {}).get("motion") or {}).get(name)) is not None]
             if not values:
                 continue
-            low, high = percentile_interval(bootstrap_means([values])[:, 0])
-            rows.append((suite, label, f"{np.mean(values):.4g}", f"[{low:.4g}, {high:.4g}]", len(values)))
+            interval = "– (n < 2)"
+            if len(values) >= 2:
+                low, high = percentile_interval(bootstrap_means([values])[:, 0])
+                interval = f"[{low:.4g}, {high:.4g}]"
+            rows.append((suite, label, f"{np.mean(values):.4g}", interval, len(values)))
     if not rows:
         return []
     return ["", "## How the robot moved", "",
-            "Means over episodes (action units per control step; mibot_eval/motion.py), 95% bootstrap "
-            "intervals over episodes.", "",
-            *markdown_table(("suite", "metric", "mean", "95% CI", "episodes"), rows)]
+            "Means over episodes (action units per control step; mibot_eval/motion.py), 95% percentile "
+            "bootstrap intervals over episodes (seeded; none for fewer than 2 episodes).", "",
+            *markdown_table(("suite", "metric", "mean", "95% CI (bootstrap)", "episodes"), rows)]
 
 
 def _error_section(summary: RunSummary) -> list[str]:
@@ -195,6 +224,7 @@ def csv_rows(summary: RunSummary) -> list[dict[str, Any]]:
     """Long-form rows of report.csv (REPORT_COLUMNS): tasks, suites and aggregates."""
     base = {"run": summary.run, "checkpoint": summary.checkpoint,
             "checkpoint_id": summary.checkpoint_id}
+    consistent = {(r.comparison.key, r.comparison.metric): r.consistent for r in compare_to_reported(summary)}
     rows = []
     for suite in summary.suites.values():
         reported = summary.reported.get(suite.name, {})
@@ -202,17 +232,20 @@ def csv_rows(summary: RunSummary) -> list[dict[str, Any]]:
             rows.append({**base, "scope": "task", "suite": suite.name, "task": task.key,
                          "name": task.name, "episodes": task.episodes, "errors": task.errors,
                          **estimate_cells(rate_estimate(suite.name, "success", task.rate),
-                                           reported.get(task.name)),
+                                          reported.get(task.name),
+                                          consistent=consistent.get((suite.name, task.name))),
                          "partial": suite.partial})
         rows.append({**base, "scope": "suite", "suite": suite.name, "name": suite.name,
                      "episodes": suite.episodes, "errors": suite.errors,
                      "coverage": None if suite.coverage is None else round(100 * suite.coverage, 2),
                      **estimate_cells(rate_estimate(suite.name, "success", suite.rate),
-                                       reported.get("success")),
+                                      reported.get("success"),
+                                      consistent=consistent.get((suite.name, "success"))),
                      "partial": suite.partial})
     for e in summary.aggregates:
         rows.append({**base, "scope": "aggregate", "suite": e.key, "name": e.key, "partial": e.partial,
-                     **estimate_cells(e, summary.reported.get(e.key, {}).get(e.metric))})
+                     **estimate_cells(e, summary.reported.get(e.key, {}).get(e.metric),
+                                      consistent=consistent.get((e.key, e.metric)))})
     return rows
 
 

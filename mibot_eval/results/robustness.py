@@ -3,9 +3,10 @@
 Reads recorded runs only (results/summary.py `load_run`), never a simulator. A variant suite names
 its clean suite and task correspondence in its recorded protocol (`perturbation.base_suite`,
 `perturbation.base_tasks`, mibot_eval/data/suites/libero_pro/*.yaml). Per variant and per task: the variant's
-success with its Wilson 95% interval, the clean success, and drop = clean - variant in percentage
-points with a Newcombe 95% interval (unpaired two-proportion difference, stats.newcombe_interval);
-**worse** when the interval lies above 0. Errored episodes count as failures, as everywhere.
+success with its Clopper-Pearson 95% interval, the clean success, and drop = clean - variant in
+percentage points with a Newcombe 95% interval (unpaired two-proportion difference,
+stats.newcombe_interval); **worse** when the interval lies above 0. Errored episodes count as
+failures, as everywhere.
 
 Pairing: LIBERO-PRO's variants start from their own init states (no row equals a clean one), so a
 trial of a variant is not the same scene as the same trial of the clean suite: the comparison is
@@ -245,8 +246,9 @@ def _pair_cell(row: Comparison) -> str:
 
 
 EXPLANATION = (
-    "Success in percent with a Wilson 95% interval; drop = clean - variant in percentage points with a "
-    "Newcombe 95% interval (unpaired); **worse** when that interval lies above 0. LIBERO-PRO's variants "
+    "Success in percent with a Clopper-Pearson 95% interval; drop = clean - variant in percentage points "
+    "with a Newcombe 95% interval (unpaired); **worse** when that interval lies above 0. LIBERO-PRO's "
+    "variants "
     "start from their own init states, so trial i is not the clean trial i: unpaired. `*_paired` suites "
     "(non-upstream) reuse the clean init states; their matched pairs are counted, the interval is still "
     "the unpaired one (no paired test has landed)."

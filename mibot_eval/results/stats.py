@@ -1,15 +1,14 @@
 """Statistics of recorded episodes: pure functions, no I/O.
 
 Math, from well-kept libraries (statsmodels, scipy), with the project's conventions around them:
-  wilson_interval            score interval of a success rate (statsmodels proportion_confint "wilson")
+  Rate.interval              Clopper-Pearson interval of a success rate (results/intervals.py)
+  wilson_interval            Wilson score interval (statsmodels "wilson"; the latency sweep's bars)
   newcombe_interval          hybrid score interval of a difference of two independent rates
                              (statsmodels confint_proportions_2indep "newcomb", Newcombe 1998 #10)
-  p_worse_than_rate          one-sided score test "rate < p0" (statsmodels proportions_ztest with the
-                             null variance; 1.0 when the observed rate is not below p0)
-  p_worse_than_run           one-sided test "rate1 - rate2 < -margin" (inverts the Newcombe bound)
-  p_worse_paired             exact McNemar (scipy binomtest on the discordant pairs), with a margin
+  p_worse_paired             one-sided paired test with a margin (results/exact.py: exact McNemar at
+                             margin 0, exact unconditional above)
   holm                       Holm step-down adjustment (statsmodels multipletests "holm")
-  bootstrap_means            seeded, stratified bootstrap of per-stratum means (numpy)
+  bootstrap_means            seeded, stratified bootstrap of per-stratum means (numpy; motion metrics)
   chain_counts / average_length   CALVIN chain success and average length (project rules)
 
 Measurement (records -> numbers):
@@ -31,9 +30,13 @@ Rules the measurement follows:
     asked for (`expected_episodes`).
   * Task groups (SimplerEnv's drawer = open + close drawer) pool their members' trials: the group
     rate is the members' rates weighted by their trial counts (108 + 108 VM, so the mean of both).
-  * Bootstrap intervals resample independent units with replacement inside each stratum, where a
-    stratum is what the rule averages: a suite (mean_of_suites), a task (mean_of_task_groups), the
-    sequences of a suite (CALVIN average length). numpy PCG64 with a fixed seed: deterministic.
+  * Averages of rates (mean_of_suites, mean_of_tasks, mean_of_task_groups) are weighted sums of
+    independent rates: their interval is MOVER over the rates' Clopper-Pearson intervals
+    (results/intervals.py), which never has zero width (all-fail or all-success included). CALVIN's
+    average length is length x the mean of completed / length, a mean of values in [0, 1] whose
+    variance is at most that of a proportion with the same mean: its interval is Clopper-Pearson on
+    that mean (conservative, never zero width). Each Estimate keeps its terms, so a difference of
+    two estimates (a run against the release) is MOVER over both sides' terms.
 """
 
 from __future__ import annotations
@@ -44,9 +47,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, norm
+from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportions_ztest
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+from mibot_eval.results.exact import paired_p_values
+from mibot_eval.results.intervals import (
+    AVG_LEN_METHOD,
+    MOVER_METHOD,
+    RATE_METHOD,
+    Term,
+    mover,
+    rate_bounds,
+    rate_term,
+    z_of,
+)
 
 CONFIDENCE = 0.95
 BOOTSTRAP_REPLICATES = 2000
@@ -94,57 +109,11 @@ def newcombe_interval(
     return float(low), float(high)
 
 
-def p_worse_than_rate(successes: float, n: int, p0: float) -> float:
-    """One-sided score-test p-value of H0: rate >= p0 against H1: rate < p0 (p0 a fraction).
-
-    Rejecting at alpha is the same as the one-sided Wilson upper bound (z = z_{1-alpha}) < p0.
-    """
-    if n <= 0 or p0 <= 0:
-        return 1.0
-    if successes / n >= p0:
-        return 1.0
-    if p0 >= 1:
-        return 0.0
-    _, p_value = proportions_ztest(successes, n, value=p0, alternative="smaller", prop_var=p0)
-    return float(p_value)
-
-
-def p_worse_than_run(s1: float, n1: int, s2: float, n2: int, margin: float = 0.0) -> float:
-    """One-sided p-value of H0: p1 - p2 >= -margin against H1: p1 - p2 < -margin.
-
-    Inverts the Newcombe interval: the p-value is 1 - Phi(z*) where z* makes the upper bound of
-    p1 - p2 equal -margin. Returns 1.0 when the observed difference is not below -margin.
-    """
-    if n1 <= 0 or n2 <= 0 or s1 / n1 - s2 / n2 >= -margin:
-        return 1.0
-    low, high = 0.0, 30.0  # z = 30: a p-value of 5e-198, still representable (40 underflows to 0)
-    if newcombe_interval(s1, n1, s2, n2, high)[1] < -margin:
-        return float(norm.sf(high))
-    for _ in range(80):  # the upper bound grows with z: bisect for the crossing
-        mid = (low + high) / 2
-        if newcombe_interval(s1, n1, s2, n2, mid)[1] < -margin:
-            low = mid
-        else:
-            high = mid
-    return float(norm.sf((low + high) / 2))
-
-
 def p_worse_paired(base_only: int, cand_only: int, n: int, margin: float = 0.0) -> float:
-    """One-sided paired test of H0: p_cand - p_base >= -margin on n matched episodes, from the
+    """One-sided paired p-value of H0: p_cand - p_base >= -margin on n matched episodes, from the
     discordant pairs: base_only (the baseline succeeded, the candidate failed) and cand_only.
-
-    Exact McNemar: conditional on the d = base_only + cand_only discordant pairs, base_only is
-    Binomial(d, 1/2) at margin 0 (scipy binomtest, alternative "greater"). With a margin, the null
-    share of base-only pairs at the boundary is 1/2 + margin * n / (2 d) (the discordant rate d / n
-    plugged in), which is McNemar's 1/2 at margin 0; a share >= 1 cannot be rejected (p = 1).
-    """
-    discordant = base_only + cand_only
-    if n <= 0 or discordant == 0 or cand_only - base_only >= -margin * n:
-        return 1.0
-    share = 0.5 + margin * n / (2 * discordant)
-    if share >= 1:
-        return 1.0
-    return float(binomtest(base_only, discordant, share, alternative="greater").pvalue)
+    Margin 0: exact McNemar; margin > 0: the exact unconditional test (results/exact.py)."""
+    return paired_p_values(base_only, cand_only, n, margin)[0]
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -175,11 +144,6 @@ def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> 
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(samples, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def p_bootstrap_below(samples: np.ndarray, threshold: float) -> float:
-    """Bootstrap p-value of H0: statistic >= threshold (share of replicates at or above it)."""
-    return float((1 + np.sum(samples >= threshold)) / (1 + samples.size))
 
 
 def chain_counts(completed: Iterable[int], length: int) -> list[int]:
@@ -218,9 +182,10 @@ class Rate:
         return 100 * self.successes / self.n if self.n else None
 
     def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+        """Clopper-Pearson interval, percent (RATE_METHOD); None without trials."""
         if not self.n:
             return None
-        low, high = wilson_interval(self.successes, self.n, confidence)
+        low, high = rate_bounds(self.successes, self.n, z_of(confidence))
         return 100 * low, 100 * high
 
 
@@ -361,8 +326,13 @@ def _task_order(key: str) -> tuple[int, Any]:
 def measure_suite(
     name: str, records: Sequence[Mapping[str, Any]], *, full: int | None = None,
     requested: int | None = None, chain_length: int | None = None, benchmark: str = "",
+    sequence_subtasks: Mapping[str, Sequence[str]] | None = None,
 ) -> SuiteStats:
-    """Measure one suite from its episode records (any order; duplicates should be removed first)."""
+    """Measure one suite from its episode records (any order; duplicates should be removed first).
+
+    sequence_subtasks (chained suites): task id -> the sequence's subtasks, for records that do not
+    carry metrics.subtasks (an errored sequence), so that its failure counts against its first
+    subtask as every other rate counts errors."""
     ok = [r for r in records if _record_ok(r)]
     failed = [r for r in records if not _record_ok(r)]
     benchmark = benchmark or next((str(r["benchmark"]) for r in records if r.get("benchmark")), "")
@@ -374,7 +344,7 @@ def measure_suite(
             str(r.get("key")): int((r.get("metrics") or {}).get("completed", 0)) if _record_ok(r) else 0
             for r in records
         })
-        stats.tasks = _subtask_stats(ok, chain_length)
+        stats.tasks = _subtask_stats(records, chain_length, sequence_subtasks or {})
         return stats
     by_task: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
@@ -392,17 +362,25 @@ def measure_suite(
     return stats
 
 
-def _subtask_stats(records: Sequence[Mapping[str, Any]], length: int) -> dict[str, TaskStats]:
-    """CALVIN per-subtask success among the sequences that attempted it."""
+def _subtask_stats(records: Sequence[Mapping[str, Any]], length: int,
+                   sequence_subtasks: Mapping[str, Sequence[str]]) -> dict[str, TaskStats]:
+    """CALVIN per-subtask success among the sequences that attempted it. An errored sequence is a
+    failure of its first subtask (0 completed, as in the chain rates); its subtasks come from the
+    record or, when it has none, from sequence_subtasks (an error record without either is counted
+    in no subtask: there is no telling which it attempted)."""
     tasks: dict[str, TaskStats] = {}
     for record in records:
         metrics = record.get("metrics") or {}
-        completed = int(metrics.get("completed", 0))
-        subtasks = list(metrics.get("subtasks") or [])[:length]
-        for position, subtask in enumerate(subtasks[: completed + 1]):
+        ok = _record_ok(record)
+        completed = int(metrics.get("completed", 0)) if ok else 0
+        subtasks = list(metrics.get("subtasks") or sequence_subtasks.get(str(record.get("task_id")), ()))
+        for position, subtask in enumerate(subtasks[:length][: completed + 1]):
             task = tasks.setdefault(str(subtask), TaskStats(str(subtask), str(subtask)))
             task.units.append(float(position < completed))
-            task.episodes += 1
+            if ok:
+                task.episodes += 1
+            else:
+                task.errors += 1
     return {k: tasks[k] for k in sorted(tasks)}
 
 
@@ -441,28 +419,38 @@ class AggregateRule:
 class Estimate:
     """One measured number with its interval (an aggregate, a CALVIN chain rate, a suite rate...).
 
-    value None when a member is missing. Percent, except avg_len (tasks)."""
+    value None when a member is missing. Percent, except avg_len (tasks). `terms`: the number as a
+    weighted sum of independent rates (intervals.Term, weights in the estimate's unit), from which
+    its interval and any difference with another estimate are computed (MOVER)."""
 
     key: str
     metric: str
     value: float | None
     low: float | None = None
     high: float | None = None
-    method: str = "bootstrap"
+    method: str = RATE_METHOD
     n: int = 0
     partial: bool = False
     note: str = ""
-    rate: Rate | None = None  # chain_k metrics: the underlying proportion
-    samples: np.ndarray | None = field(default=None, repr=False)  # bootstrap replicates
+    rate: Rate | None = None  # rates (suite, task, chain_k): the underlying proportion
+    terms: tuple[Term, ...] = field(default=(), repr=False)
 
 
 def _tasks_by_name(suite: SuiteStats) -> dict[str, TaskStats]:
     return {t.name: t for t in suite.tasks.values()}
 
 
+def terms_estimate(key: str, metric: str, terms: Sequence[Term], method: str, n: int,
+                   partial: bool = False, note: str = "", rate: Rate | None = None,
+                   confidence: float = CONFIDENCE) -> Estimate:
+    """An Estimate of sum(weight x value) over terms with its MOVER interval."""
+    value = sum(t.weight * t.value for t in terms)
+    low, high = mover(terms, z_of(confidence))
+    return Estimate(key, metric, value, low, high, method, n, partial, note, rate, tuple(terms))
+
+
 def measure_aggregate(
     rule: AggregateRule, suites: Mapping[str, SuiteStats], *, confidence: float = CONFIDENCE,
-    replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED,
 ) -> list[Estimate]:
     """Apply one rule to measured suites; [] when none of its suites was measured."""
     present = [s for s in rule.suites if s in suites]
@@ -471,62 +459,55 @@ def measure_aggregate(
     missing = [s for s in rule.suites if s not in suites]
     partial = bool(missing) or any(suites[s].partial for s in present)
     if rule.rule == "chain_success":
-        return _measure_chain(rule, suites[present[0]], confidence, replicates, seed)
+        return _measure_chain(rule, suites[present[0]], confidence)
     if missing:
-        return [Estimate(rule.key, rule.name, None, partial=True,
-                               note=f"missing suite(s): {', '.join(missing)}")]
+        return [Estimate(rule.key, rule.name, None, method=MOVER_METHOD, partial=True,
+                         note=f"missing suite(s): {', '.join(missing)}")]
     if rule.rule == "mean_of_suites":
-        strata = [suites[s].units for s in rule.suites]
-        groups: list[list[int]] = [[i] for i in range(len(strata))]
+        rates = [suites[s].rate for s in rule.suites]
     else:
         by_name = _tasks_by_name(suites[rule.suites[0]])
         names = [m for _, members in rule.groups for m in members]
         absent = [m for m in names if m not in by_name or not by_name[m].units]
         if absent:
-            return [Estimate(rule.key, rule.name, None, partial=True,
-                                   note=f"no trials for task(s): {', '.join(absent)}")]
-        strata = [by_name[m].units for m in names]
-        index = {m: i for i, m in enumerate(names)}
-        groups = [[index[m] for m in members] for _, members in rule.groups]
-    if any(not s for s in strata):
-        return [Estimate(rule.key, rule.name, None, partial=True, note="a member has no trials")]
-    sizes = np.array([len(s) for s in strata], dtype=np.float64)
-    means = np.array([[float(np.mean(s)) for s in strata]])
-    value = float(_group_average(means, groups, sizes)[0])
-    samples = _group_average(bootstrap_means(strata, replicates, seed), groups, sizes)
-    low, high = percentile_interval(samples, confidence)
+            return [Estimate(rule.key, rule.name, None, method=MOVER_METHOD, partial=True,
+                             note=f"no trials for task(s): {', '.join(absent)}")]
+        rates = [Rate(sum(sum(by_name[m].units) for m in members),
+                      sum(len(by_name[m].units) for m in members)) for _, members in rule.groups]
+    if any(not r.n for r in rates):
+        return [Estimate(rule.key, rule.name, None, method=MOVER_METHOD, partial=True,
+                         note="a member has no trials")]
+    terms = [rate_term(r.successes, r.n, 100 / len(rates)) for r in rates]
     notes = [f"partial member(s): {', '.join(s for s in present if suites[s].partial)}"] if partial else []
-    return [Estimate(rule.key, rule.name, 100 * value, 100 * low, 100 * high, "bootstrap",
-                           sum(len(s) for s in strata), partial, "; ".join(notes), samples=100 * samples)]
+    return [terms_estimate(rule.key, rule.name, terms, MOVER_METHOD, sum(r.n for r in rates), partial,
+                           "; ".join(notes), confidence=confidence)]
 
 
-def _group_average(means: np.ndarray, groups: Sequence[Sequence[int]], sizes: np.ndarray) -> np.ndarray:
-    """Mean over groups of each group's pooled rate (members weighted by their trial counts)."""
-    pooled = [(means[:, g] * sizes[g]).sum(axis=1) / sizes[g].sum() for g in groups]
-    return np.mean(pooled, axis=0)
-
-
-def _measure_chain(
-    rule: AggregateRule, suite: SuiteStats, confidence: float, replicates: int, seed: int
-) -> list[Estimate]:
+def _measure_chain(rule: AggregateRule, suite: SuiteStats, confidence: float) -> list[Estimate]:
     chain = suite.chain
     if chain is None or not chain.completed:
         return [Estimate(rule.key, m, None, partial=True, note="no chain records")
                 for m in rule.metrics()]
-    out = []
-    for k, rate in enumerate(chain.rates(), start=1):
-        low, high = rate.interval(confidence) or (None, None)
-        out.append(Estimate(rule.key, f"chain_{k}", rate.value, low, high, "wilson", rate.n,
-                                  suite.partial, rate=rate))
-    values = list(chain.completed.values())
-    samples = bootstrap_means([values], replicates, seed)[:, 0]
-    low, high = percentile_interval(samples, confidence)
-    out.append(Estimate(rule.key, "avg_len", average_length(values), low, high, "bootstrap",
-                              len(values), suite.partial, samples=samples))
+    out = [rate_estimate(rule.key, f"chain_{k}", rate, suite.partial, confidence=confidence)
+           for k, rate in enumerate(chain.rates(), start=1)]
+    out.append(length_estimate(rule.key, list(chain.completed.values()), chain.length, suite.partial,
+                               confidence))
     return out
 
 
-def rate_estimate(key: str, metric: str, rate: Rate, partial: bool = False, note: str = "") -> Estimate:
-    """A proportion as an Estimate with its Wilson interval."""
-    low, high = rate.interval() or (None, None)
-    return Estimate(key, metric, rate.value, low, high, "wilson", rate.n, partial, note, rate=rate)
+def length_estimate(key: str, completed: Sequence[int], length: int, partial: bool = False,
+                    confidence: float = CONFIDENCE) -> Estimate:
+    """CALVIN's average length with its interval: length x Clopper-Pearson of the mean of
+    completed / length (a mean of values in [0, 1]; see the module docstring)."""
+    term = rate_term(sum(completed) / length, len(completed), float(length))
+    return terms_estimate(key, "avg_len", [term], AVG_LEN_METHOD, len(completed), partial,
+                          confidence=confidence)
+
+
+def rate_estimate(key: str, metric: str, rate: Rate, partial: bool = False, note: str = "",
+                  confidence: float = CONFIDENCE) -> Estimate:
+    """A proportion as an Estimate (percent) with its Clopper-Pearson interval."""
+    if not rate.n:
+        return Estimate(key, metric, None, None, None, RATE_METHOD, 0, partial, note, rate)
+    return terms_estimate(key, metric, [rate_term(rate.successes, rate.n, 100.0)], RATE_METHOD, rate.n,
+                          partial, note, rate, confidence)

@@ -11,9 +11,12 @@ imports another.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +197,33 @@ def measure(
         measured[name] = measure_suite(
             name, by_suite.get(name, []), full=full_count(protocol), requested=requested.get(name),
             chain_length=chains.get(name), benchmark=str(protocol.get("benchmark", "")),
+            sequence_subtasks=sequence_subtasks(protocol) if name in chains else None,
         )
     aggregates = [e for rule in rules for e in measure_aggregate(rule, measured)]
     return measured, aggregates
+
+
+def sequence_subtasks(protocol: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """A chained suite's sequences (task id = index in its packaged sequence file) -> subtasks, from
+    the file its protocol names (params.data.sequences under mibot_eval/data/<benchmark>/); {} when
+    the protocol names none or the file is not there."""
+    params = protocol.get("params") if isinstance(protocol.get("params"), Mapping) else protocol
+    name = ((params or {}).get("data") or {}).get("sequences") if isinstance(params, Mapping) else None
+    benchmark = protocol.get("benchmark")
+    if not isinstance(name, str) or not isinstance(benchmark, str):
+        return {}
+    return dict(_packaged_sequences(benchmark, name))
+
+
+@lru_cache(maxsize=4)
+def _packaged_sequences(benchmark: str, name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    path = resources.files("mibot_eval") / "data" / benchmark / name
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    return tuple((str(i), tuple(str(t) for t in entry[1])) for i, entry in enumerate(raw)
+                 if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], list))
 
 
 def load_run(
@@ -308,13 +335,6 @@ class Comparison:
             return None
         return self.measured.value - self.reported
 
-    @property
-    def inside(self) -> bool | None:
-        m = self.measured
-        if m is None or m.low is None or m.high is None:
-            return None
-        return m.low - 1e-9 <= self.reported <= m.high + 1e-9
-
 
 def compare_reported(summary: RunSummary) -> list[Comparison]:
     """Reported numbers whose suite (or a member suite) this run measured."""
@@ -374,9 +394,11 @@ def csv_digits(metric: str) -> int:
     return 3 if metric == "avg_len" else 2
 
 
-def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True) -> dict[str, Any]:
-    """CSV cells of an estimate and of its comparison with a reported number; rounded=False keeps
-    full precision (round once, where the cell is written, never twice)."""
+def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True,
+                   consistent: bool | None = None) -> dict[str, Any]:
+    """CSV cells of an estimate and of its comparison with a reported number (`consistent`: the
+    caller's test of the two, results/reported.py); rounded=False keeps full precision (round once,
+    where the cell is written, never twice)."""
     digits = csv_digits(e.metric)
 
     def r(x: float | None) -> float | None:
@@ -388,7 +410,7 @@ def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True) ->
     if reported is not None:
         comparison = Comparison(e.key, e.metric, reported, e)
         cells.update(reported=float(reported), delta=r(comparison.delta),
-                     reported_in_ci=comparison.inside)
+                     consistent_with_reported=consistent)
     return cells
 
 
