@@ -93,9 +93,12 @@ def _concurrently(*calls):
 def test_a_co_batched_bad_request_fails_alone(tmp_path) -> None:
     """Item 11 (isolation): a request the model raises on fails; the others in its batch do not."""
     policy = SlowPolicy(per_request=0.01)
-    server = _serve(policy, batch_size=8, batch_wait_ms=300)
+    # both clients connected first (a batch goes once every connected client waits) and a long
+    # batch wait, so that the two requests share a batch even on a loaded machine
+    server = _serve(policy, batch_size=8, batch_wait_ms=2000)
     try:
         good, bad = RemotePolicy(server.url), RemotePolicy(server.url)
+        assert good.hello and bad.hello  # connects both
         results = _concurrently(lambda: good.infer([_request("fine.")]),
                                 lambda: bad.infer([_request("boom.")]))
         assert isinstance(results[0], list) and results[0][0].shape == (10, 32)
