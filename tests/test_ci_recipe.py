@@ -52,6 +52,7 @@ def recipe_blocks() -> dict[str, str]:
 class JobResult:
     codes: dict[str, int] = field(default_factory=dict)  # step id -> exit code (steps that ran)
     github_env: dict[str, str] = field(default_factory=dict)  # what the steps wrote to $GITHUB_ENV
+    github_path: str = ""  # what they wrote to $GITHUB_PATH
     logs: dict[str, str] = field(default_factory=dict)  # step id -> stdout + stderr
     summary: str = ""
 
@@ -66,8 +67,9 @@ StandIn = Callable[[dict, Path, Path], None]  # (step, workspace, runner temp fo
 
 def run_job(workflow: dict, job: str, workspace: Path, env: dict[str, str], values: dict[str, str],
             stand_ins: dict[str, StandIn], artifacts: Path, steps: list[dict] | None = None,
-            only: set[str] | None = None, github_env: dict[str, str] | None = None) -> JobResult:
-    """Run `job`'s steps (or `steps`) as a runner would; `values` replace env entries holding `${{`."""
+            only: set[str] | None = None, after: JobResult | None = None) -> JobResult:
+    """Run `job`'s steps (or `steps`) as a runner would; `values` replace env entries holding `${{`.
+    `only` runs some steps again after the job `after` (its $GITHUB_ENV and $GITHUB_PATH kept)."""
     spec = workflow["jobs"][job]
     runner = workspace.parent / f"{workspace.name}-runner"
     runner.mkdir(exist_ok=True)
@@ -75,7 +77,9 @@ def run_job(workflow: dict, job: str, workspace: Path, env: dict[str, str], valu
                                                "GITHUB_OUTPUT")}
     for path in files.values():
         path.write_text("")
-    files["GITHUB_ENV"].write_text("".join(f"{k}={v}\n" for k, v in (github_env or {}).items()))
+    if after is not None:
+        files["GITHUB_ENV"].write_text("".join(f"{k}={v}\n" for k, v in after.github_env.items()))
+        files["GITHUB_PATH"].write_text(after.github_path)
     result, failed = JobResult(), False
     for index, step in enumerate(steps if steps is not None else spec["steps"]):
         sid = step.get("id") or step.get("name") or f"step{index}"
@@ -111,6 +115,7 @@ def run_job(workflow: dict, job: str, workspace: Path, env: dict[str, str], valu
         result.codes[sid], result.logs[sid] = proc.returncode, proc.stdout + proc.stderr
         failed = failed or proc.returncode != 0
     result.github_env = _read_env(files["GITHUB_ENV"])
+    result.github_path = files["GITHUB_PATH"].read_text()
     result.summary = files["GITHUB_STEP_SUMMARY"].read_text()
     return result
 
@@ -184,11 +189,8 @@ def _suite(folder: Path, max_steps: int) -> Path:
     from tests.parallel_fakes import write_suite
 
     folder.mkdir()
-    path = write_suite(folder, name="fake", tasks=TASKS, episodes=EPISODES, max_steps=max_steps,
+    return write_suite(folder, name="fake", tasks=TASKS, episodes=EPISODES, max_steps=max_steps,
                        success_at=3, success_sign=1.0)
-    data = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump({**data, "gate": {"max_drop": 10}}))
-    return path
 
 
 @dataclass
@@ -273,7 +275,8 @@ def test_baseline_workflow_records_sizes_and_uploads(recipe: Setup) -> None:
 
 @pytest.mark.slow
 def test_faithful_candidate_is_inconclusive_at_this_size_and_not_worse_with_a_wider_margin(recipe) -> None:
-    values = _values(recipe.suite, CANDIDATE=str(recipe.checkpoints["plus"]), ON_INCONCLUSIVE="fail")
+    values = _values(recipe.suite, CANDIDATE=str(recipe.checkpoints["plus"]), MAX_DROP="10",
+                     ON_INCONCLUSIVE="fail")
     result, workspace = recipe.gate("faithful", values)
     assert result.github_env == {"RUN_EXIT": "0", "GATE_EXIT": "3"}, result.logs
     assert result.code == 3 and result.codes["verdict"] == 3  # ON_INCONCLUSIVE: fail
@@ -281,10 +284,10 @@ def test_faithful_candidate_is_inconclusive_at_this_size_and_not_worse_with_a_wi
     assert "RESULT: INCONCLUSIVE" in gate and "margin 10.0" in gate and gate in result.summary
     assert (recipe.artifacts / "faithful" / "mibot-eval-candidate" / "candidate" / "report.md").is_file()
     warn, _ = recipe.gate("faithful", {**values, "ON_INCONCLUSIVE": "warn"}, workspace=workspace,
-                          only={"verdict"}, github_env=result.github_env)
+                          only={"verdict"}, after=result)
     assert warn.codes == {"verdict": 0} and "::warning::INCONCLUSIVE" in warn.logs["verdict"]
     wider, _ = recipe.gate("faithful", {**values, "MAX_DROP": "20"}, workspace=workspace,
-                           only={"check", "verdict"}, github_env={"RUN_EXIT": "0"})
+                           only={"check", "verdict"}, after=result)
     assert wider.github_env["GATE_EXIT"] == "0" and wider.code == 0, wider.logs
     assert "RESULT: NOT WORSE" in (workspace / "results" / "gate.md").read_text()
 
