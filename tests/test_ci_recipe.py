@@ -241,7 +241,8 @@ def recipe(tmp_path_factory, tiny_checkpoint) -> Setup:
         "base.ADAPTERS.setdefault('fakesim', ADAPTER_ENTRY)\n")
     dropped = ("PYTHONPATH", "VIRTUAL_ENV", "HF_HOME", "HF_HUB_CACHE")
     keep = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("GITHUB_")}
-    env = {**keep, "PYTHONPATH": str(hooks), "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf"),
+    path = os.pathsep.join(p for p in keep["PATH"].split(os.pathsep) if Path(p) != BIN)  # install adds it
+    env = {**keep, "PATH": path, "PYTHONPATH": str(hooks), "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf"),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     blocks = recipe_blocks()
     workflows = {name: yaml.safe_load(blocks[name]) for name in (BASELINE_FILE, GATE_FILE)}
