@@ -71,7 +71,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle() -> None:
     graph = import_graph()
-    assert len(graph) > 40 and "mibot_eval.runner" in graph
+    assert len(graph) > 40 and "mibot_eval.run.runner" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
@@ -83,12 +83,12 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_nothing_below_the_runner_imports_it() -> None:
     graph = import_graph()
-    above = {"mibot_eval.cli", "mibot_eval.api", "mibot_eval.latency", "mibot_eval"}
-    importers = {m for m, deps in graph.items() if "mibot_eval.runner" in deps}
+    above = {"mibot_eval.cli", "mibot_eval.api", "mibot_eval.commands.latency_sweep", "mibot_eval"}
+    importers = {m for m, deps in graph.items() if "mibot_eval.run.runner" in deps}
     assert importers <= above, importers
     for module, deps in graph.items():
-        if module.startswith("mibot_eval.parallel") or module == "mibot_eval.serve":
-            assert "mibot_eval.runner" not in deps, module
+        if module.startswith("mibot_eval.run.backends") or module == "mibot_eval.serving.server":
+            assert "mibot_eval.run.runner" not in deps, module
 
 
 def test_results_views_do_not_import_one_another() -> None:

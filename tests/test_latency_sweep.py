@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from mibot_eval.latency import (
+from mibot_eval.commands.latency_sweep import (
     CSV_NAME,
     PNG_NAME,
     SweepRequest,
@@ -123,7 +123,7 @@ def test_sweep_runs_one_resumable_run_per_delay(tmp_path) -> None:
 
 
 def test_a_sweep_row_fills_every_csv_column_and_bootstraps_motion_bands(tmp_path) -> None:
-    from mibot_eval.latency import CSV_FIELDS, sweep_row
+    from mibot_eval.commands.latency_sweep import CSV_FIELDS, sweep_row
 
     records = []
     for i, (jump, tts) in enumerate([(0.1, 1.0), (0.3, None), (0.2, 2.0)]):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mibot_eval.cli import main
-from mibot_eval.results.commands import publish_run
+from mibot_eval.commands.report import publish_run
 from mibot_eval.results.leaderboard import LEADERBOARD_COLUMNS, rebuild
 from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, task_records, write_run
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mibot_eval.commands.report import publish_run
 from mibot_eval.config import checkpoints_file
 from mibot_eval.errors import UserError
-from mibot_eval.results.commands import publish_run
 from mibot_eval.results.report import report_run
 from mibot_eval.results.summary import (
     compare_reported,

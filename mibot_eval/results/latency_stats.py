@@ -4,7 +4,7 @@ latency_summary(records) -> dict    inference latency percentiles, chunk switche
                                     idled, idle/dropped actions per episode, the execution mode
 latency_markdown(summary) -> str    the same as a markdown section for `mibot-eval report`
 
-Terms (see mibot_eval.execution): at a chunk switch Δtc = the committed window actions left when the
+Terms (see mibot_eval.run.scheduler): at a chunk switch Δtc = the committed window actions left when the
 request fired (committed_steps), Δtinf = the delay in control steps (delay_steps).
 * idle switch: delay_steps > committed_steps, the simulated robot held (async runs).
 * late switch: the measured wall-clock latency exceeded the committed time committed_steps /

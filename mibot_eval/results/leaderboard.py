@@ -58,7 +58,7 @@ Long CSV columns, in this order (LEADERBOARD_COLUMNS); empty cell = not applicab
   details          secondary metrics, "name=value;..." (chain_1..chain_5; pooled success)
   sec_per_episode  mean wall-clock seconds per recorded episode (timings.total_s)
   runs             the run folders pooled into the row, ";"-separated
-Motion (mibot_eval/motion.py, each record's metrics.motion): the mean over the row's ok episodes
+Motion (mibot_eval/run/motion.py, each record's metrics.motion): the mean over the row's ok episodes
 that have the value (aggregate: over its member suites' episodes), empty when none has it; 4 decimals:
   time_to_success_s     seconds until success (successful episodes only record it)
   seam_jump_l2          mean |a_t - a_{t-1}| at chunk seams

@@ -187,7 +187,7 @@ MOTION_ROWS = (  # (metric in metrics.motion, label)
 
 
 def _motion_section(summary: RunSummary) -> list[str]:
-    """Per suite: mean motion metrics (mibot_eval/motion.py) with 95% bootstrap intervals over episodes."""
+    """Per suite: mean motion metrics (mibot_eval/run/motion.py) with 95% bootstrap intervals over episodes."""
     rows = []
     for suite in summary.suites:
         records = [r for r in summary.records if r.get("suite") == suite and r.get("status", "ok") == "ok"]
@@ -204,7 +204,7 @@ def _motion_section(summary: RunSummary) -> list[str]:
     if not rows:
         return []
     return ["", "## How the robot moved", "",
-            "Means over episodes (action units per control step; mibot_eval/motion.py), 95% percentile "
+            "Means over episodes (action units per control step; mibot_eval/run/motion.py), 95% percentile "
             "bootstrap intervals over episodes (seeded; none for fewer than 2 episodes).", "",
             *markdown_table(("suite", "metric", "mean", "95% CI (bootstrap)", "episodes"), rows)]
 

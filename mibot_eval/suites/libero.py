@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from mibot_eval import chatter
 from mibot_eval.config import SuiteProtocol
 from mibot_eval.errors import UserError
+from mibot_eval.suites import chatter
 from mibot_eval.suites.base import (
     check_render_mode,
     first_dims,

@@ -1,8 +1,9 @@
 """The tiny offline stand-in for the Xiaomi-Robotics-0 checkpoints (same remote-code interface), its
 like-release variant (as limited as the released checkpoints) and the release-size random checkpoint.
 
-May import: errors and the model stack (torch, transformers, tokenizers, safetensors). Its remote_code/
-is loaded by transformers from the written checkpoint folder, never imported by the harness.
+May import: nothing else of mibot_eval; the model stack (torch, transformers, tokenizers,
+safetensors). Its remote_code/ is loaded by transformers from the written checkpoint folder, never
+imported by the harness. `mibot-eval tiny-checkpoint` is commands/tiny_checkpoint.py.
 """
 
 from mibot_eval.tiny.checkpoint import (

@@ -32,7 +32,7 @@ from mibot_eval.results.store import RunStore
 from mibot_eval.types import EpisodeSpec
 
 if TYPE_CHECKING:
-    from mibot_eval.planning import SuitePlan
+    from mibot_eval.run.planning import SuitePlan
 
 
 class GateDecided(BaseException):
@@ -130,10 +130,8 @@ def _plan_units(plans: Sequence[SuitePlan], suites: set[str]) -> dict[str, list[
     for plan in plans:
         if plan.protocol.name not in suites:
             continue
-        repeat_of = getattr(plan.adapter, "repeat_of", None)
         for spec in plan.episodes:
-            first = repeat_of(spec) if repeat_of is not None else None
-            units.setdefault(first or spec.key, []).append(spec.key)
+            units.setdefault(plan.repeat_of.get(spec.key) or spec.key, []).append(spec.key)
     return units
 
 

@@ -1,7 +1,7 @@
 """Run one episode: adapter + policy + scheduler, with timings. No files, no processes.
 
 The loop is generic: `ChunkScheduler` alone decides when a request fires, which action runs and
-which observation must be rendered (see mibot_eval.execution for the sync/async semantics).
+which observation must be rendered (see mibot_eval.run.scheduler for the sync/async semantics).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from mibot_eval import interrupts
 from mibot_eval.config import SeedRule
-from mibot_eval.execution import ChunkScheduler
 from mibot_eval.policy.base import Policy
 from mibot_eval.policy.seed import release_seed
+from mibot_eval.run import interrupts
+from mibot_eval.run.scheduler import ChunkScheduler
 from mibot_eval.suites.base import SuiteAdapter
 from mibot_eval.types import EpisodeResult, EpisodeSpec, PolicyRequest
 
@@ -127,7 +127,7 @@ def run_episode(
 
 
 class Overlap:
-    """At most one background inference (see execution.py, Overlap): its chunk and latency."""
+    """At most one background inference (see scheduler.py, Overlap): its chunk and latency."""
 
     def __init__(self, policy: Policy, clock: Clock) -> None:
         self.policy, self.clock = policy, clock

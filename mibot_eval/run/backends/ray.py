@@ -6,7 +6,7 @@ mibot-eval install (and checkpoint cache or hub access) on every node; the drive
 
 Policy: each replica is a Ray actor (a GPU share when the cluster has GPUs: one GPU each, or a fraction
 when `--ray-policy-replicas` exceeds the GPUs, see `replica_gpu_share`) that runs the
-WebSocket policy server of mibot_eval.serve on its node; simulator actors connect to one replica each
+WebSocket policy server of mibot_eval.serving.server on its node; simulator actors connect to one replica each
 (round-robin), so batching across simulators, validation and the msgpack wire format are the
 server's, whatever the transport. `--policy ws://...` uses running servers instead; a Policy object
 handed to `execute` (tests) is served from the driver.
@@ -30,10 +30,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from mibot_eval import interrupts
 from mibot_eval.errors import UserError
-from mibot_eval.parallel import codec
-from mibot_eval.parallel.options import ParallelOptions
+from mibot_eval.run import interrupts
+from mibot_eval.run.backends.options import ParallelOptions
+from mibot_eval.serving import codec
 
 WAIT_S = 0.5
 PASS_ENV = ("MUJOCO_GL", "HF_HUB_OFFLINE", "HF_HOME", "HF_ENDPOINT", "MIBOT_EVAL_CACHE",
@@ -86,10 +86,11 @@ class SimActor:
     """A simulator process on some node (wrapped by ray.remote at run time)."""
 
     def __init__(self, policy_url: str) -> None:
-        from mibot_eval.parallel.worker import WorkerCore, prepare_process_env
+        from mibot_eval.run.backends.worker import WorkerCore
+        from mibot_eval.serving.process_env import prepare_process_env
 
         prepare_process_env()
-        from mibot_eval.policy.remote import RemotePolicy
+        from mibot_eval.serving.client import RemotePolicy
 
         self.core = WorkerCore(RemotePolicy(policy_url))
         self.pid = os.getpid()
@@ -116,8 +117,8 @@ class PolicyReplica:
                  ) -> None:
         import ray
 
-        from mibot_eval.parallel.worker import prepare_process_env
-        from mibot_eval.serve import make_server
+        from mibot_eval.serving.process_env import prepare_process_env
+        from mibot_eval.serving.server import make_server
 
         prepare_process_env()
         self.server = make_server(checkpoint, device, host=ray.util.get_node_ip_address(), port=0,
@@ -182,7 +183,7 @@ class RayBackend:
         self.started_ray = True
         resources = ray.cluster_resources()
         if self.injected is not None:
-            from mibot_eval.serve import PolicyServer
+            from mibot_eval.serving.server import PolicyServer
 
             identity = {"name": self.info.name}
             lookup = getattr(self.injected, "checkpoint_identity", None)
@@ -207,7 +208,7 @@ class RayBackend:
                 self.urls = ray.get([r.url.remote() for r in self.replicas])
             except ray.exceptions.RayActorError as exc:
                 raise UserError(f"a policy replica failed to start: {exc}") from None
-        from mibot_eval.policy.remote import RemotePolicy
+        from mibot_eval.serving.client import RemotePolicy
 
         self.identity_policy = self._identity_policy(RemotePolicy(self.urls[0]))
 
@@ -259,8 +260,8 @@ class RayBackend:
 
     def run(self, plans: Sequence[Any], todo: Sequence[Any], ledger: Any, videos: Any) -> dict[str, Any]:
         """Run `todo` on simulator actors; returns the cluster's statistics for the manifest."""
-        from mibot_eval.parallel.dispatch import Dispatch
-        from mibot_eval.parallel.worker import suite_payload
+        from mibot_eval.run.backends.dispatch import Dispatch
+        from mibot_eval.run.backends.worker import suite_payload
 
         ray = self.ray
         close = getattr(self.identity_policy, "close", None)

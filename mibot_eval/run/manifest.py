@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from mibot_eval.results.store import utc_now
 from mibot_eval.suites.base import SIMULATOR_PACKAGES
 
 if TYPE_CHECKING:
-    from mibot_eval.planning import RunRequest, SuitePlan
+    from mibot_eval.run.planning import RunRequest, SuitePlan
 
 TRACKED_PACKAGES = (  # the harness and model stack; each suite adds its simulator's packages
     "mibot-eval",
@@ -131,10 +131,11 @@ def invocation_entry(request: RunRequest, packages: dict[str, str | None], commi
 
 def build_manifest(
     run: str, checkpoint: dict[str, Any], plans: Sequence[SuitePlan], policy: dict[str, Any],
-    request: RunRequest, **notes: Any,
+    request: RunRequest, simulator_facts: Mapping[str, dict[str, Any]], **notes: Any,
 ) -> dict[str, Any]:
-    """The manifest of a run about to start (the store merges it with a resumed run's); `notes`
-    go into this invocation's history entry (e.g. retried_errors)."""
+    """The manifest of a run about to start (the store merges it with a resumed run's); simulator_facts:
+    suite -> its adapter's `describe()`; `notes` go into this invocation's history entry (e.g.
+    retried_errors)."""
     simulators = tuple(dict.fromkeys(
         name for p in plans for name in SIMULATOR_PACKAGES.get(p.protocol.adapter, ())))
     packages = package_versions(tuple(dict.fromkeys(TRACKED_PACKAGES + simulators)))
@@ -152,7 +153,7 @@ def build_manifest(
                 "protocol": p.protocol.as_dict(),
                 "robot_type": p.robot_type,
                 "source": p.protocol.source,
-                "simulator": getattr(p.adapter, "describe", dict)(),
+                "simulator": simulator_facts.get(p.protocol.name, {}),
                 "simulator_packages": package_versions(SIMULATOR_PACKAGES.get(p.protocol.adapter, ())),
             }
             for p in plans

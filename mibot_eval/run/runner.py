@@ -2,7 +2,7 @@
 
 The runner decides which episodes (planning.py), which folder, what is already done (the store's
 records), which policy and checkpoint identity (policy/load.py) and which Backend runs the jobs
-(backend.py, parallel/); the Ledger records every finished episode. Nothing below imports it.
+(run/backends/); the Ledger records every finished episode. Nothing below imports it.
 """
 
 from __future__ import annotations
@@ -14,17 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mibot_eval import chatter
-from mibot_eval.backend import Backend, InProcessBackend
 from mibot_eval.config import CheckpointInfo, listed_checkpoint, named_checkpoint, resolve_checkpoint
 from mibot_eval.errors import UserError
-from mibot_eval.gating import GateDecided, GateSession, supersede_completed
-from mibot_eval.interrupts import deferred_signals
-from mibot_eval.ledger import Ledger
-from mibot_eval.parallel import options as parallel_options
-from mibot_eval.parallel.options import ParallelOptions
-from mibot_eval.parallel.sizing import auto_replicas, auto_workers, eta_text, gpu_free_memory_gb
-from mibot_eval.planning import RunRequest, SuitePlan, plan_suites, run_dir_name, suite_context
 from mibot_eval.policy.checkpoint import resolve_checkpoint_dir
 from mibot_eval.policy.load import (
     CheckpointIdentity,
@@ -34,11 +25,22 @@ from mibot_eval.policy.load import (
     object_identity,
     served_identity,
 )
-from mibot_eval.policy.remote import TOKEN_FILE_ENV
 from mibot_eval.results.lock import writer_lock
-from mibot_eval.results.manifest import build_manifest
 from mibot_eval.results.store import RunStore, utc_now
-from mibot_eval.video import VideoPolicy
+from mibot_eval.run.backends import options as parallel_options
+from mibot_eval.run.backends.base import Backend
+from mibot_eval.run.backends.inprocess import InProcessBackend
+from mibot_eval.run.backends.options import ParallelOptions
+from mibot_eval.run.backends.sizing import auto_replicas, auto_workers, eta_text, gpu_free_memory_gb
+from mibot_eval.run.gating import GateDecided, GateSession, supersede_completed
+from mibot_eval.run.interrupts import deferred_signals
+from mibot_eval.run.ledger import Ledger
+from mibot_eval.run.manifest import build_manifest
+from mibot_eval.run.planning import RunRequest, SuitePlan, plan_suites, run_dir_name, suite_context
+from mibot_eval.run.video import VideoPolicy
+from mibot_eval.serving.client import TOKEN_FILE_ENV
+from mibot_eval.suites import chatter
+from mibot_eval.suites.base import SuiteAdapter
 
 __all__ = ["RunRequest", "execute"]
 
@@ -57,17 +59,17 @@ def execute(request: RunRequest, policy: Any | None = None, checkpoint: Checkpoi
         if request.token_file is not None:  # RemotePolicy reads it here, in workers and in Ray actors
             scoped_environ(stack, TOKEN_FILE_ENV, str(Path(request.token_file).resolve()))
         info, named_only = _checkpoint_info(request, policy) if checkpoint is None else (checkpoint, False)
-        plans = plan_suites(request, info)
+        plans, adapters = plan_suites(request, info)
         if not named_only and policy is None and not request.policy_url and request.backend == "local":
             resolve_checkpoint_dir(info)  # loaded on this machine: not there -> one line, before any folder
         if request.workers == "auto":
             request = _auto_workers(request, plans, info, policy)
         try:
             with deferred_signals():  # Ctrl-C / SIGTERM: errors.Interrupted at the next step
-                return _execute(request, info, plans, policy, named_only)
+                return _execute(request, info, plans, adapters, policy, named_only)
         finally:
-            for plan in plans:
-                plan.adapter.close()
+            for adapter in adapters.values():
+                adapter.close()
 
 
 def scoped_environ(stack: contextlib.ExitStack, name: str, value: str) -> None:
@@ -123,12 +125,12 @@ def _checkpoint_info(request: RunRequest, policy: Any | None) -> tuple[Checkpoin
         return named_checkpoint(name, like=request.like), True
 
 
-def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], policy: Any | None,
-             named_only: bool) -> Path:
+def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan],
+             adapters: dict[str, SuiteAdapter], policy: Any | None, named_only: bool) -> Path:
     options = parallel_options.validate(request)
     planned_keys = None
     if request.shard is not None:
-        from mibot_eval.shard import select_shard
+        from mibot_eval.run.shard import select_shard
 
         planned_keys = select_shard(plans, *request.shard)
     run = run_dir_name(info, [p.protocol for p in plans], request)
@@ -137,7 +139,7 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
         stack.enter_context(writer_lock(store.run_dir))  # before anything recorded is read
         chatter.set_log(store.run_dir / chatter.LOG_FILE, verbose=request.verbose)
         backend, policy, identity, options = _open_backend(stack, request, info, options, policy,
-                                                           named_only)
+                                                           named_only, adapters)
         for plan in plans:  # async: record whether committed-action prefixes can be used
             plan.execution = plan.execution.with_prefix_support(getattr(policy, "supports_prefix", False))
             check = getattr(policy, "check_robot_type", None)
@@ -148,7 +150,8 @@ def _execute(request: RunRequest, info: CheckpointInfo, plans: list[SuitePlan], 
         checkpoint = identity.as_manifest()
         if info.inherited() is not None:  # what an unlisted checkpoint took from --like
             checkpoint["like"] = info.inherited()
-        manifest = build_manifest(run, checkpoint, plans, describe_policy(policy), request,
+        simulators = {name: getattr(a, "describe", dict)() for name, a in adapters.items()}
+        manifest = build_manifest(run, checkpoint, plans, describe_policy(policy), request, simulators,
                                   retried_errors=sorted(retry))
         if options.parallel:
             manifest["parallel"] = options.as_dict()
@@ -213,14 +216,15 @@ def _record_parallel_stats(store: RunStore, options: ParallelOptions, stats: dic
 
 
 def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: CheckpointInfo,
-                  options: ParallelOptions, policy: Any | None, named_only: bool
+                  options: ParallelOptions, policy: Any | None, named_only: bool,
+                  adapters: dict[str, SuiteAdapter]
                   ) -> tuple[Backend, Any, CheckpointIdentity, ParallelOptions]:
     """The backend, the policy that identifies the run, the checkpoint's identity and the options
     (with the replicas' addresses when this run starts them)."""
     backend: Backend | None = None
     given = policy  # identified as the caller gave it (Ray wraps it below)
     if options.replicas and policy is None:
-        from mibot_eval.parallel.replicas import ReplicaServers
+        from mibot_eval.serving.replicas import ReplicaServers
 
         servers = stack.enter_context(ReplicaServers(
             options.replicas, checkpoint=request.checkpoint, device=request.device,
@@ -228,12 +232,12 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
         scoped_environ(stack, TOKEN_FILE_ENV, str(servers.token_file))  # the workers' RemotePolicy reads it
         options = dataclasses.replace(options, policy_urls=tuple(servers.urls))
     if request.backend == "ray":
-        from mibot_eval.parallel.ray_backend import RayBackend
+        from mibot_eval.run.backends.ray import RayBackend
 
         cluster = stack.enter_context(RayBackend(request, info, options, policy))
         backend, policy = cluster, cluster.identity_policy
     elif policy is None and options.policy_urls:
-        from mibot_eval.policy.remote import RemotePolicy
+        from mibot_eval.serving.client import RemotePolicy
 
         policy = stack.enter_context(RemotePolicy(options.policy_urls[0]))
     served = getattr(policy, "checkpoint_identity", None)
@@ -247,11 +251,11 @@ def _open_backend(stack: contextlib.ExitStack, request: RunRequest, info: Checkp
             policy = load_policy(resolved, request.device)
     if backend is None:
         if options.parallel:
-            from mibot_eval.parallel.local import LocalPoolBackend
+            from mibot_eval.run.backends.local import LocalPoolBackend
 
             backend = LocalPoolBackend(policy, options, render=request.render)
         else:
-            backend = InProcessBackend(policy)
+            backend = InProcessBackend(policy, adapters)
     return backend, policy, identity, options
 
 

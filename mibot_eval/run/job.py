@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from mibot_eval.config import SuiteProtocol
-from mibot_eval.episode import run_episode
 from mibot_eval.errors import UserError
-from mibot_eval.execution import ChunkScheduler, ExecutionConfig
 from mibot_eval.policy.base import Policy
+from mibot_eval.run.episode import run_episode
+from mibot_eval.run.scheduler import ChunkScheduler, ExecutionConfig
+from mibot_eval.run.video import EpisodeVideo, VideoPolicy
 from mibot_eval.suites.base import SuiteAdapter
 from mibot_eval.types import EpisodeResult, EpisodeSpec, PolicyRequest
-from mibot_eval.video import EpisodeVideo, VideoPolicy
 
 EPISODE_ATTEMPTS = 2  # an exception inside an episode: retried once on a rebuilt env, then an error
 

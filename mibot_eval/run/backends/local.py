@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from mibot_eval import interrupts
 from mibot_eval.errors import UserError
-from mibot_eval.parallel import codec
-from mibot_eval.parallel.dispatch import Dispatch
-from mibot_eval.parallel.options import ParallelOptions
-from mibot_eval.parallel.worker import suite_payload, worker_main
+from mibot_eval.run import interrupts
+from mibot_eval.run.backends.dispatch import Dispatch
+from mibot_eval.run.backends.options import ParallelOptions
+from mibot_eval.run.backends.worker import suite_payload, worker_main
+from mibot_eval.serving import codec
 from mibot_eval.types import EpisodeSpec, PolicyRequest
 
 POLL_S = 0.5

@@ -1,4 +1,4 @@
-"""A Policy served by `mibot-eval serve` (see mibot_eval.serve for the protocol): `--policy ws://...`.
+"""A Policy served by `mibot-eval serve` (see mibot_eval.serving.server for the protocol): `--policy ws://...`.
 
 Synchronous client (websockets' threaded client: its background thread answers keepalive pings
 while the simulator is busy). It connects lazily, reads the server's hello (checkpoint identity,
@@ -16,11 +16,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
 from mibot_eval.errors import UserError
-from mibot_eval.parallel import codec
+from mibot_eval.serving import codec
 from mibot_eval.types import PolicyRequest
 
 OPEN_TIMEOUT_S = 30.0
@@ -29,6 +30,22 @@ PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 120.0
 MAX_REPLY_BYTES = 64 * 2**20
 TOKEN_FILE_ENV = "MIBOT_EVAL_TOKEN_FILE"
+
+
+def parse_policy_urls(text: str | None) -> tuple[str, ...]:
+    """`--policy` text: comma-separated ws:// (or wss://) URLs; one clear line for a bad one."""
+    if not text:
+        return ()
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+            raise UserError(f"--policy must be ws://HOST:PORT (or wss://), got {url!r}")
+        try:
+            parsed.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise UserError(f"--policy has a bad port: {url!r}") from None
+    return urls
 
 
 def read_token(path: str | Path | None) -> str | None:
@@ -52,8 +69,6 @@ class RemotePolicy:
     def __init__(self, url: str, reply_timeout: float = REPLY_TIMEOUT_S,
                  ping_interval: float | None = PING_INTERVAL_S,
                  ping_timeout: float | None = PING_TIMEOUT_S, token_file: str | Path | None = None) -> None:
-        from mibot_eval.parallel.options import parse_policy_urls
-
         urls = parse_policy_urls(url)
         if len(urls) != 1:
             raise UserError(f"expected one ws://HOST:PORT policy server, got {url!r}")

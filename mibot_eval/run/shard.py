@@ -1,7 +1,7 @@
 """Deterministic shards (`run --shard I/N`) and `mibot-eval merge` for people without Ray.
 
 Shard I of N is the I-th of N contiguous blocks of the selected episodes in official order
-(mibot_eval.parallel.plan.partition: near-equal sizes, cuts moved to task boundaries when that costs
+(mibot_eval.run.backends.work_queue.partition: near-equal sizes, cuts moved to task boundaries when that costs
 at most 10% balance, so a shard rarely builds an env for only a few trials of a task). It depends only
 on the selection (suites, tasks, episodes per task) and N, so every machine computes the same split.
 Each shard writes its own run folder (`...__shardIofN`) whose manifest lists all planned episode keys.
@@ -14,13 +14,11 @@ OUT's writer lock (results/lock.py); the inputs are read without one.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mibot_eval import exit_codes
 from mibot_eval.errors import UserError
 from mibot_eval.results.lock import writer_lock
 from mibot_eval.results.store import RunStore, utc_now, write_atomic
@@ -30,7 +28,7 @@ MAX_LISTED = 20
 
 def select_shard(plans: list[Any], index: int, count: int) -> list[str]:
     """Narrow each plan to shard `index` of `count`; returns all planned keys (official order)."""
-    from mibot_eval.parallel.plan import partition
+    from mibot_eval.run.backends.work_queue import partition
 
     if count < 1 or not 0 <= index < count:
         raise UserError(f"--shard I/N needs 0 <= I < N, got {index}/{count}")
@@ -181,29 +179,3 @@ def summary_text(summary: dict[str, Any]) -> str:
     for difference in summary.get("mixed_runtime") or []:
         lines.append(f"warning: the runs differ in runtime: {difference} (manifest: mixed_runtime)")
     return "\n".join(lines)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "merge", help="merge run folders (e.g. the shards of `run --shard I/N`) into one",
-        description="Merge the episode records of runs of the same experiment (checkpoint, "
-        "execution mode and protocols must agree) into OUT. Refuses episodes recorded twice; "
-        "reports planned episodes that have no record (shards that were not run or not finished).",
-        epilog="exit codes: 0 merged, no planned episode missing; 5 incomplete: some planned "
-        "episodes have no record (shards not given or not finished; OUT is written all the same); "
-        "2 refused (README: Exit codes)",
-    )
-    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to merge")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="new run folder")
-    p.add_argument("--no-report", action="store_true", help="do not print the report")
-    p.set_defaults(handler=_cmd_merge)
-
-
-def _cmd_merge(args: argparse.Namespace) -> int:
-    summary = merge_runs(list(args.run_dirs), args.output)
-    print(summary_text(summary))
-    if not args.no_report and summary["episodes"]:
-        from mibot_eval.results.report import report_run
-
-        print(report_run(args.output))
-    return exit_codes.INCOMPLETE if summary["missing"] or summary["absent_shards"] else exit_codes.OK

@@ -2,7 +2,7 @@
 at batch 1 run concurrently (the released checkpoints take one noise seed per forward, so batch 1 is
 what fidelity requires and throughput comes from concurrency instead).
 
-Each replica is a private policy server (mibot_eval.serve, loopback, an ephemeral port, a random
+Each replica is a private policy server (mibot_eval.serving.server, loopback, an ephemeral port, a random
 shared token) in a spawned process holding one model; the simulator workers talk to them
 round-robin (`--workers N`, worker i -> replica i mod R), through the same validated wire format as
 `--policy ws://...`. Records equal a single replica's: every forward is per-request deterministic.
@@ -26,11 +26,11 @@ START_TIMEOUT_S = 600.0  # loading a 4.7B checkpoint can take minutes
 def _replica_main(conn: Any, checkpoint: str | None, factory: str | None, device: str | None,
                   token: str, batch_size: int, batch_wait_ms: float) -> None:
     """A replica process: load the policy, serve it on loopback, report the URL (or the error)."""
-    from mibot_eval.parallel.worker import prepare_process_env
+    from mibot_eval.serving.process_env import prepare_process_env
 
     prepare_process_env()
     try:
-        from mibot_eval.serve import PolicyServer, make_server
+        from mibot_eval.serving.server import PolicyServer, make_server
 
         options = dict(host="127.0.0.1", port=0, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
                        token=token)

@@ -90,7 +90,7 @@ from typing import Any
 import numpy as np
 
 from mibot_eval.errors import UserError
-from mibot_eval.motion import ChunkRecord, Executed, motion_metrics
+from mibot_eval.run.motion import ChunkRecord, Executed, motion_metrics
 
 MODES = ("sync", "async")
 DELAY_SOURCES = ("fixed", "measured")
@@ -471,7 +471,7 @@ class ChunkScheduler:
         return hold, True
 
     def motion_metrics(self, success_step: int | None) -> dict[str, Any]:
-        """metrics.motion of the episode so far (see mibot_eval.motion)."""
+        """metrics.motion of the episode so far (see mibot_eval.run.motion)."""
         return motion_metrics(self.trace, self.chunks, success_step, self.config.control_hz)
 
     def observation_needed(self) -> bool:

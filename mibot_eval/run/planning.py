@@ -1,7 +1,10 @@
 """What a run is, before anything runs: the request, its suites' plans and its folder name.
 
-Plain data and pure functions over the config: no simulator steps, no policy, no files written.
-The runner plans with it; backends, workers and the manifest read the plans it makes.
+A SuitePlan is plain data (protocol, episodes, execution, robot type, which episodes repeat which):
+it can be sent to a worker process as it is. Listing a suite's episodes needs its adapter, so
+`plan_suites` builds each suite's adapter (envs are built lazily, on the first reset) and returns it
+beside the plans; the runner owns and closes the adapters, and the in-process backend runs episodes
+on them. No simulator steps, no policy, no files written here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from mibot_eval.config import CheckpointInfo, SuiteProtocol, load_suite
 from mibot_eval.errors import UserError
-from mibot_eval.execution import ExecutionConfig, make_execution_config
+from mibot_eval.run.scheduler import ExecutionConfig, make_execution_config
 from mibot_eval.suites.base import SuiteAdapter, make_adapter
 from mibot_eval.types import EpisodeSpec
 
@@ -37,10 +40,10 @@ class RunRequest:
     render: str = "lazy"
     device: str | None = None
     execution_options: dict[str, Any] = field(default_factory=dict)
-    # Throughput and scale (mibot_eval.parallel); None/defaults = one process.
+    # Throughput and scale (mibot_eval.run.backends); None/defaults = one process.
     workers: int | str | None = None  # simulator processes (local) or actors (ray); 0/None: in this
     # process; "auto": sized to the machine
-    batch_size: int | None = None  # most observations per policy call (None: 1, see parallel/options)
+    batch_size: int | None = None  # most observations per policy call (None: 1, see backends/options)
     batch_wait_ms: float = 5.0  # longest wait for a batch to fill
     policy_url: str | None = None  # ws://HOST:PORT of `mibot-eval serve` (comma-separated: several)
     token_file: Path | None = None  # the policy server's shared token (serve --token-file)
@@ -61,13 +64,15 @@ class RunRequest:
 
 @dataclass
 class SuitePlan:
-    """One suite of a run: its protocol, adapter (envs are built lazily), episodes and execution."""
+    """One suite of a run, as plain data: its protocol, episodes (official order), execution and
+    robot type, and `repeat_of`: episode key -> the key of the episode it deterministically repeats
+    (SimplerEnv WidowX's copies; empty for other suites)."""
 
     protocol: SuiteProtocol
-    adapter: SuiteAdapter
     episodes: list[EpisodeSpec]
     execution: ExecutionConfig
     robot_type: str
+    repeat_of: dict[str, str] = field(default_factory=dict)
 
 
 def slug(text: str) -> str:
@@ -116,12 +121,15 @@ def no_suites_message(info: CheckpointInfo) -> str:
             "suites, robot type and reported numbers it takes, e.g. --like Xiaomi-Robotics-0-LIBERO")
 
 
-def plan_suites(request: RunRequest, info: CheckpointInfo) -> list[SuitePlan]:
-    """The requested suites' protocols (with overrides), adapters, episodes and execution configs."""
+def plan_suites(request: RunRequest, info: CheckpointInfo
+                ) -> tuple[list[SuitePlan], dict[str, SuiteAdapter]]:
+    """The requested suites' plans (protocols with overrides, episodes, execution configs) and, by
+    suite name, the adapters that listed their episodes (the caller closes them)."""
     names = request.suites or list(info.suites)
     if not names:
         raise UserError(no_suites_message(info))
-    plans = []
+    plans: list[SuitePlan] = []
+    adapters: dict[str, SuiteAdapter] = {}
     for name in names:
         protocol = load_suite(name).with_overrides(
             max_steps=request.max_steps, execution=request.execution
@@ -130,12 +138,20 @@ def plan_suites(request: RunRequest, info: CheckpointInfo) -> list[SuitePlan]:
         execution = make_execution_config(  # options may override the suite's control_hz
             protocol.execution, protocol.replan_steps, **{"control_hz": protocol.control_hz, **options}
         )
-        adapter = make_adapter(protocol, render=request.render)
+        adapter = adapters[protocol.name] = make_adapter(protocol, render=request.render)
         episodes = adapter.episodes(request.tasks, request.episodes_per_task)
-        plans.append(
-            SuitePlan(protocol, adapter, episodes, execution, info.robot_type_for(protocol))
-        )
-    return plans
+        plans.append(SuitePlan(protocol, episodes, execution, info.robot_type_for(protocol),
+                               repeats(adapter, episodes)))
+    return plans, adapters
+
+
+def repeats(adapter: SuiteAdapter, episodes: list[EpisodeSpec]) -> dict[str, str]:
+    """Episode key -> the key of the episode it repeats, for adapters whose episodes have
+    deterministic copies (`repeat_of`, SimplerEnv WidowX); {} for the others."""
+    repeat_of = getattr(adapter, "repeat_of", None)
+    if repeat_of is None:
+        return {}
+    return {spec.key: first for spec in episodes if (first := repeat_of(spec))}
 
 
 def suite_context(plan: SuitePlan, context: dict[str, Any]) -> dict[str, Any]:

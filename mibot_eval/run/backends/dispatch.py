@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.parallel import codec
-from mibot_eval.parallel.options import MAX_ATTEMPTS
-from mibot_eval.parallel.plan import WorkQueue
 from mibot_eval.results.store import write_atomic
+from mibot_eval.run.backends.options import MAX_ATTEMPTS
+from mibot_eval.run.backends.work_queue import WorkQueue
+from mibot_eval.serving import codec
 from mibot_eval.types import EpisodeResult, EpisodeSpec
 
 

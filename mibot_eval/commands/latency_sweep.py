@@ -7,8 +7,8 @@ like any run, and shows up in `mibot-eval report`. The policy is loaded once for
 the sweep writes <results>/latency-sweep__<checkpoint>__<suite>/latency_sweep.csv (one row per delay)
 and latency_sweep.png: success rate with 95% Wilson intervals, the seam jump (mean |a_t - a_{t-1}| at
 chunk switches) and the time to success with 95% bootstrap bands over episodes, versus delay (steps
-and ms). The motion metrics are documented in mibot_eval/motion.py.
-d = 0 executes exactly the sync protocol's actions (see mibot_eval.execution).
+and ms). The motion metrics are documented in mibot_eval/run/motion.py.
+d = 0 executes exactly the sync protocol's actions (see mibot_eval.run.scheduler).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mibot_eval.arg_types import int_list as _int_list
-from mibot_eval.arg_types import str_list as _str_list
+from mibot_eval.commands.arg_types import int_list as _int_list
+from mibot_eval.commands.arg_types import str_list as _str_list
 from mibot_eval.errors import UserError
 from mibot_eval.results.stats import wilson_interval
 
@@ -70,7 +70,7 @@ def sweep_delays(max_delay: int | None, delays: list[int] | None, default_max: i
 
 
 def sweep_dir(results_dir: Path, checkpoint: str, suite: str) -> Path:
-    from mibot_eval.planning import slug
+    from mibot_eval.run.planning import slug
 
     return Path(results_dir) / f"latency-sweep__{slug(checkpoint)}__{slug(suite)}"
 
@@ -201,11 +201,11 @@ def _band(axis: Any, rows: list[dict[str, Any]], name: str, color: str, label: s
 def run_sweep(request: SweepRequest, policy: Any = None) -> dict[str, Path]:
     """Run (or resume) every delay and write each suite's CSV and PNG; returns suite -> folder."""
     from mibot_eval.config import load_suite, resolve_checkpoint
-    from mibot_eval.planning import RunRequest, no_suites_message
     from mibot_eval.policy.checkpoint import resolve_checkpoint_dir
     from mibot_eval.policy.load import load_policy
     from mibot_eval.results.store import RunStore
-    from mibot_eval.runner import execute
+    from mibot_eval.run.planning import RunRequest, no_suites_message
+    from mibot_eval.run.runner import execute
 
     info = resolve_checkpoint(request.checkpoint, like=request.like)
     suites = list(request.suites or info.suites)
@@ -238,7 +238,7 @@ def run_sweep(request: SweepRequest, policy: Any = None) -> dict[str, Path]:
 
 def _write_outputs(request: SweepRequest, info: CheckpointInfo, suite: str, rows: list[dict[str, Any]],
                    control_hz: float | None) -> Path:
-    from mibot_eval.planning import checkpoint_label
+    from mibot_eval.run.planning import checkpoint_label
 
     checkpoint = info.name
     folder = sweep_dir(request.results_dir, checkpoint_label(info), suite)

@@ -32,27 +32,11 @@ import numpy as np
 
 from mibot_eval.config import SuiteProtocol
 from mibot_eval.errors import UserError
-from mibot_eval.execution import ExecutionConfig
-from mibot_eval.job import run_shipped_video
-from mibot_eval.parallel import codec
+from mibot_eval.run.job import run_shipped_video
+from mibot_eval.run.scheduler import ExecutionConfig
+from mibot_eval.serving import codec
+from mibot_eval.serving.process_env import prepare_process_env
 from mibot_eval.types import PolicyRequest
-
-# Every simulator process: headless EGL unless the user chose otherwise, one thread per library.
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def prepare_process_env(render_threads: int = 1) -> None:
-    """Set before anything imports MuJoCo or torch in a simulator process.
-
-    render_threads: Mesa llvmpipe's rasterizer threads (software EGL; ignored by GPU drivers), this
-    worker's share of the CPUs, so N workers do not each start one thread per core. An explicit
-    LP_NUM_THREADS in the environment wins.
-    """
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    for name in THREAD_ENV:
-        os.environ[name] = "1"
-    os.environ.setdefault("LP_NUM_THREADS", str(max(1, int(render_threads))))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def limit_torch_threads() -> None:
@@ -168,7 +152,7 @@ def worker_main(conn: Any, init: bytes) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if config.get("policy_url"):
-        from mibot_eval.policy.remote import RemotePolicy
+        from mibot_eval.serving.client import RemotePolicy
 
         policy: Any = RemotePolicy(config["policy_url"])
     else:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from mibot_eval.errors import UserError
+from mibot_eval.serving.client import parse_policy_urls
 
 BACKENDS = ("local", "ray")
 DEFAULT_EPISODE_TIMEOUT_S = 1800.0
@@ -41,21 +41,6 @@ class ParallelOptions:
             "batch_wait_ms": round(self.batch_wait_s * 1000, 3), "policy": list(self.policy_urls),
             "episode_timeout_s": self.episode_timeout_s, "replicas": self.replicas,
         }
-
-
-def parse_policy_urls(text: str | None) -> tuple[str, ...]:
-    if not text:
-        return ()
-    urls = tuple(u.strip() for u in text.split(",") if u.strip())
-    for url in urls:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-            raise UserError(f"--policy must be ws://HOST:PORT (or wss://), got {url!r}")
-        try:
-            parsed.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError:
-            raise UserError(f"--policy has a bad port: {url!r}") from None
-    return urls
 
 
 def validate(request: Any) -> ParallelOptions:
