@@ -8,7 +8,8 @@ Each delay is an ordinary `mibot_eval.evaluate` run (`--execution async --delay-
 resumable folder under --results, records with metrics.motion); the runner's adapters are handed to
 the expert, which plans every chunk from the privileged scene of its request's observation. Prints,
 per delay, success with its 95% Wilson interval, the mean seam jump, the time to success and the
-idle steps, and writes expert_sweep.csv / expert_sweep.png with mibot_eval.commands.latency_sweep's writer and plot.
+idle steps, and writes expert_sweep.csv / expert_sweep.png with the writer and plot of
+mibot_eval.commands.latency_sweep.
 --check-sync also runs the official sync protocol and checks that d = 0 executed the same episodes
 (equal trace hashes), as mibot_eval.run.scheduler promises.
 """

@@ -24,7 +24,7 @@ from typing import Any
 
 from mibot_eval.errors import UserError
 from mibot_eval.policy.identity import policy_fingerprint
-from mibot_eval.results.summary import RunSummary, load_run
+from mibot_eval.results.measure.summary import RunSummary, load_run
 from mibot_eval.run.planning import RunRequest
 from mibot_eval.run.runner import execute
 

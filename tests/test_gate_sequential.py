@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.gate import check_regression
-from mibot_eval.results.gate_rounds import (
+from mibot_eval.results.measure.gate import check_regression
+from mibot_eval.results.measure.gate_rounds import (
     ORDER,
     RoundBuffer,
     build_rounds,
@@ -25,7 +25,7 @@ from mibot_eval.results.gate_rounds import (
     encode_trials,
     replay_recorded,
 )
-from mibot_eval.results.sequential import (
+from mibot_eval.results.stats.sequential import (
     SequentialGate,
     bet_prior,
     log_wealths,

@@ -16,8 +16,8 @@ import pytest
 
 from mibot_eval.cli import main
 from mibot_eval.errors import StoreError
-from mibot_eval.results.report import report_run
 from mibot_eval.results.store import RunStore, read_records
+from mibot_eval.results.views.report import report_run
 from mibot_eval.run.planning import RunRequest
 from mibot_eval.run.runner import execute
 from tests.data.fixtures import libero_run, official, task_records, write_run
@@ -205,7 +205,7 @@ def test_an_episode_recorded_twice_with_different_outcomes_is_named(tmp_path) ->
 
 def test_leaderboard_intervals_are_rounded_once(tmp_path) -> None:
     """Item 10: 180/181 = 99.4475%: the report prints 99.4, and so must the leaderboard (not 99.5)."""
-    from mibot_eval.results.leaderboard import rebuild
+    from mibot_eval.results.views.leaderboard import rebuild
 
     run_dir = libero_run(tmp_path, "r181", {"libero_spatial": [180]}, episodes=181)
     report = report_run(run_dir)

@@ -23,8 +23,8 @@ from mibot_eval.commands.run import run_exit_code
 from mibot_eval.errors import UserError
 from mibot_eval.policy.identity import policy_fingerprint
 from mibot_eval.results.lock import LOCK_FILE, writer_lock
+from mibot_eval.results.measure.summary import load_run
 from mibot_eval.results.store import RunStore
-from mibot_eval.results.summary import load_run
 from mibot_eval.run.planning import RunRequest
 from mibot_eval.run.runner import execute
 from tests.fakes import InterruptAt, ScriptedPolicy
@@ -258,7 +258,7 @@ def test_retry_errors_replaces_the_errored_records(tmp_path, cli_run, capsys) ->
 def test_a_replaced_record_is_atomic_under_a_kill(tmp_path) -> None:
     """The replacement is one appended line: torn, the error stays in force; whole, it wins; merge
     and every reader see one record per key."""
-    from mibot_eval.results.store import episode_record
+    from mibot_eval.results.records import episode_record
     from mibot_eval.run.shard import merge_runs
     from mibot_eval.types import EpisodeResult, EpisodeSpec
 

@@ -17,7 +17,8 @@ from mibot_eval.commands.latency_sweep import (
     run_sweep,
     sweep_delays,
 )
-from mibot_eval.results.latency_stats import latency_markdown, latency_summary
+from mibot_eval.results.measure.latency import latency_summary
+from mibot_eval.results.views.latency import latency_markdown
 
 ASYNC = {"mode": "async", "replan_steps": 10, "delay": "fixed", "delay_steps": 6,
          "control_hz": 20.0, "prefix": True}

@@ -179,7 +179,7 @@ class ZeroPolicy:
 def test_like_is_recorded_in_the_manifest_and_the_report_uses_its_numbers(tmp_path, fakesim) -> None:
     """--like: a local folder run with the suites of --suites and the robot type and reported numbers
     of the listed checkpoint; the manifest says what was inherited, the report compares with them."""
-    from mibot_eval.results.summary import load_run
+    from mibot_eval.results.measure.summary import load_run
     from mibot_eval.run.runner import execute
 
     suite = write_suite(tmp_path, tasks=1, episodes=1, max_steps=6)

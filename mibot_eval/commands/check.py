@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from mibot_eval.results.gate import check_regression, render_gate
+    from mibot_eval.results.measure.gate import check_regression
+    from mibot_eval.results.views.gate import render_gate
 
     result = check_regression(args.candidate, args.baseline, max_drop=args.max_drop,
                               alpha=args.alpha, correction=args.correction, reference=args.reference)

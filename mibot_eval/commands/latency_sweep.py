@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mibot_eval.commands.arg_types import int_list as _int_list
 from mibot_eval.commands.arg_types import str_list as _str_list
 from mibot_eval.errors import UserError
-from mibot_eval.results.stats import wilson_interval
+from mibot_eval.results.stats.rates import wilson_interval
 
 if TYPE_CHECKING:
     from mibot_eval.config import CheckpointInfo
@@ -78,7 +78,7 @@ def sweep_dir(results_dir: Path, checkpoint: str, suite: str) -> Path:
 def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
               records: list[dict[str, Any]]) -> dict[str, Any]:
     """One CSV row: the suite's episodes of the run at this delay."""
-    from mibot_eval.results.latency_stats import latency_summary
+    from mibot_eval.results.measure.latency import latency_summary
 
     mine = [r for r in records if r.get("suite") == suite]
     ok = [r for r in mine if r.get("status", "ok") == "ok"]
@@ -120,7 +120,7 @@ def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
 
 def motion_band(records: list[dict[str, Any]], name: str) -> tuple[float | None, ...]:
     """(mean, 95% bootstrap low, high) of metrics.motion[name] over the episodes that have it."""
-    from mibot_eval.results.stats import bootstrap_means, percentile_interval
+    from mibot_eval.results.stats.bootstrap import bootstrap_means, percentile_interval
 
     values = [float(v) for r in records
               if (v := ((r.get("metrics") or {}).get("motion") or {}).get(name)) is not None]

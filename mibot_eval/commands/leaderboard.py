@@ -11,10 +11,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "leaderboard", help="rebuild the leaderboard from every run's recorded episodes",
         description="One row per (checkpoint, suite, protocol), rebuilt from RESULTS_DIR/*/episodes.jsonl; "
-        "columns are documented in mibot_eval/results/leaderboard.py. Also writes the pivot (one row per "
-        "checkpoint and execution mode, one column per benchmark headline) as <CSV stem>_pivot.csv and "
-        "the figures other models' authors reported (never measured here) as published.csv, both beside "
-        "the CSV. Prints the markdown: the long table, the pivot, then the published figures.",
+        "columns are documented in mibot_eval/results/measure/leaderboard.py (LeaderboardRow). Also writes "
+        "the pivot (one row per checkpoint and execution mode, one column per benchmark headline) as "
+        "<CSV stem>_pivot.csv and the figures other models' authors reported (never measured here) as "
+        "published.csv, both beside the CSV. Prints the markdown: the long table, the pivot, then the "
+        "published figures.",
     )
     p.add_argument("results_dir", type=Path, nargs="?", default=Path("results"), metavar="RESULTS_DIR",
                    help="folder of run folders (default: results)")
@@ -32,21 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from mibot_eval.results.leaderboard import (
-        PUBLISHED_FILE,
-        build_pivot,
-        chart_png,
-        pivot_path,
-        rebuild,
-        run_dirs,
-    )
+    from mibot_eval.results.measure.pooling import run_dirs
+    from mibot_eval.results.views.charts import chart_png
+    from mibot_eval.results.views.leaderboard import PUBLISHED_FILE, pivot_path, rebuild
+    from mibot_eval.results.views.pivot import build_pivot
 
     csv_path = args.output or args.results_dir / "leaderboard.csv"
     rows, markdown = rebuild(args.results_dir, csv_path, args.markdown, args.png, args.pivot_png)
     if args.html is not None:
-        from mibot_eval.results.html import write_html
-        from mibot_eval.results.published import published_frame
-        from mibot_eval.results.summary import load_run
+        from mibot_eval.results.measure.published import published_frame
+        from mibot_eval.results.measure.summary import load_run
+        from mibot_eval.results.views.html import write_html
 
         runs = [load_run(d) for d in run_dirs(args.results_dir)]
         write_html(args.html, rows, runs, markdown, chart_png(rows),

@@ -30,7 +30,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     summary = merge_runs(list(args.run_dirs), args.output)
     print(summary_text(summary))
     if not args.no_report and summary["episodes"]:
-        from mibot_eval.results.report import report_run
+        from mibot_eval.results.views.report import report_run
 
         print(report_run(args.output))
     return exit_codes.INCOMPLETE if summary["missing"] or summary["absent_shards"] else exit_codes.OK

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_plan_gate(args: argparse.Namespace) -> int:
-    from mibot_eval.results.plan_gate import plan_gate, render_plan
+    from mibot_eval.results.measure.plan_gate import plan_gate
+    from mibot_eval.results.views.plan_gate import render_plan
 
     plan = plan_gate(args.baseline, args.drop, power=args.power, alpha=args.alpha,
                      max_drop=args.max_drop, discordance=args.discordance, suites=args.suites)

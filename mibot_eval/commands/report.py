@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from mibot_eval.errors import UserError
-    from mibot_eval.results.publish import publish_run
+    from mibot_eval.results.views.publish import publish_run
 
     if not args.run_dir.is_dir():
         raise UserError(f"{args.run_dir}: run folder not found")

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_robustness(args: argparse.Namespace) -> int:
-    from mibot_eval.results.robustness import build_report, write_report
+    from mibot_eval.results.measure.robustness import build_report
+    from mibot_eval.results.views.robustness import write_report
 
     report = build_report(args.clean, args.variant)
     output = args.output or report.variant_runs[0] / "robustness.md"

@@ -189,7 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "episodes saved")
     print(f"results: {run_dir}")
     if not args.no_report:
-        from mibot_eval.results.publish import publish_run
+        from mibot_eval.results.views.publish import publish_run
 
         print(publish_run(run_dir, args.results / "leaderboard.csv"))
     code, why = run_exit_code(summary.manifest, gate)

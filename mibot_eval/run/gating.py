@@ -1,9 +1,9 @@
 """`run --gate-against BASELINE`: dispatch the plan in rounds that cover every task and stop as soon as
-the sequential paired gate (results/sequential.py) has decided the candidate against a baseline run.
+the sequential paired gate (results/stats/sequential.py) has decided the candidate against a baseline run.
 
 Only units matched to the baseline count (same suite, key and protocol hash; WidowX's deterministic
 copies form one unit, on both sides). The dispatch order is fixed by the plan before anything runs
-(results/gate_rounds.py: every task in every round; LIBERO: trial j of every task in round j), and the
+(results/measure/gate_rounds.py: every task in every round; LIBERO: trial j of every task in round j), and the
 gate reads finished units in that order, never in the order they finish (failures run to the step
 limit and finish last: reading in completion order would favour the candidate with many workers). A
 resumed run's recorded episodes go through the same buffer, whatever order they were recorded in. A
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.gate_rounds import (
+from mibot_eval.results.measure.gate_rounds import (
     ORDER,
     RoundBuffer,
     build_rounds,
@@ -27,7 +27,7 @@ from mibot_eval.results.gate_rounds import (
     success,
     unit_key,
 )
-from mibot_eval.results.sequential import SequentialGate
+from mibot_eval.results.stats.sequential import SequentialGate
 from mibot_eval.results.store import RunStore
 from mibot_eval.types import EpisodeSpec
 

@@ -1,7 +1,7 @@
 """The single writer of a run's results: every finished episode is appended durably (one fsynced
 line) and counted on the progress bar; too many errors in a row stop the run. A rerun of an episode
 recorded as an error (`run --retry-errors`) is appended with `replaces` naming the old record; the
-latest line for a key is its record (results/store.py)."""
+latest line for a key is its record (results/store.py; the record: results/records.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.store import RunStore, episode_record
+from mibot_eval.results.records import episode_record
+from mibot_eval.results.store import RunStore
 from mibot_eval.types import EpisodeResult
 
 MAX_CONSECUTIVE_ERRORS = 5

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mibot_eval.results.store import utc_now
+from mibot_eval.results.records import utc_now
 from mibot_eval.suites.base import SIMULATOR_PACKAGES
 
 if TYPE_CHECKING:

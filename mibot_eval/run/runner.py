@@ -26,7 +26,8 @@ from mibot_eval.policy.load import (
     served_identity,
 )
 from mibot_eval.results.lock import writer_lock
-from mibot_eval.results.store import RunStore, utc_now
+from mibot_eval.results.records import utc_now
+from mibot_eval.results.store import RunStore
 from mibot_eval.run.backends import options as parallel_options
 from mibot_eval.run.backends.base import Backend
 from mibot_eval.run.backends.inprocess import InProcessBackend
@@ -184,7 +185,7 @@ def _errored(store: RunStore, keys: set[str]) -> dict[str, dict[str, Any]]:
 def _finish_manifest(store: RunStore, keys: set[str], gate: GateSession | None) -> None:
     """This invocation's outcome over its selected episodes (the CLI's exit code reads it), the
     gate's summary and the run's latency summary (all its episodes)."""
-    from mibot_eval.results.latency_stats import latency_summary
+    from mibot_eval.results.measure.latency import latency_summary
 
     records = store.records()
     selected = [r for r in records if r["key"] in keys]

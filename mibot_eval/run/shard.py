@@ -21,7 +21,8 @@ from typing import Any
 
 from mibot_eval.errors import UserError
 from mibot_eval.results.lock import writer_lock
-from mibot_eval.results.store import RunStore, utc_now, write_atomic
+from mibot_eval.results.records import utc_now
+from mibot_eval.results.store import RunStore, write_atomic
 
 MAX_LISTED = 20
 
@@ -138,7 +139,7 @@ def _merge_locked(run_dirs: list[Path], out: Path) -> dict[str, Any]:
     suites: dict[str, Any] = {}
     for m in manifests:
         suites.update(m.get("suites") or {})
-    from mibot_eval.results.latency_stats import latency_summary
+    from mibot_eval.results.measure.latency import latency_summary
     from mibot_eval.results.resume import runtime_differences
 
     mixed = [f"{d}: {diff}" for d, m in zip(run_dirs[1:], manifests[1:], strict=True)

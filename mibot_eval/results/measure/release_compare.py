@@ -1,4 +1,4 @@
-"""A run next to the release's own outcomes (results/release_baseline.py), task by task.
+"""A run next to the release's own outcomes (results/measure/release_baseline.py), task by task.
 
   LIBERO, SimplerEnv  per task: the run's successes / trials vs the release's, the difference with a
                       95% MOVER interval over both Clopper-Pearson intervals (two independent
@@ -7,7 +7,7 @@
                       also pairs episodes by their index in the official list (the release's logs
                       name each one): agree / disagree counts per task.
   CALVIN              chain_1..chain_5 (as above) and the average length (MOVER over both sides'
-                      bounded-mean intervals, results/stats.length_estimate): the release's logs do
+                      bounded-mean intervals, measure/suites.length_estimate): the release's logs do
                       not say which sequence had which length, so sequences cannot be paired.
 The rows are one family: a row **differs** when its Holm-adjusted p-value is below 0.05 (40 LIBERO
 tasks tested alone would flag a faithful rerun somewhere 18-83% of the time).
@@ -25,11 +25,13 @@ import numpy as np
 
 from mibot_eval.config import load_suite
 from mibot_eval.errors import UserError
-from mibot_eval.results import differences
-from mibot_eval.results.intervals import AVG_LEN_METHOD, MOVER_METHOD
-from mibot_eval.results.release_baseline import RUN_NAME, load_release_baseline
-from mibot_eval.results.stats import Rate, holm, length_estimate
-from mibot_eval.results.summary import RunSummary, fmt, markdown_table, summary_from_records
+from mibot_eval.results.measure.release_baseline import RUN_NAME, load_release_baseline
+from mibot_eval.results.measure.suites import length_estimate
+from mibot_eval.results.measure.summary import RunSummary, summary_from_records
+from mibot_eval.results.stats import differences
+from mibot_eval.results.stats.holm import holm
+from mibot_eval.results.stats.intervals import AVG_LEN_METHOD, MOVER_METHOD
+from mibot_eval.results.stats.rates import Rate
 
 LEVEL = 0.05
 
@@ -140,25 +142,3 @@ def _length_row(suite: str, mine: list[int], theirs: list[int], length: int) -> 
     return ReleaseRow(suite, "avg_len", f"{np.mean(mine):.3f} ({len(mine)} seq.)",
                       f"{np.mean(theirs):.3f} ({len(theirs)} seq.)", d.estimate, d.low, d.high, "avg_len",
                       p_value=d.p_two_sided, method=f"MOVER ({AVG_LEN_METHOD})")
-
-
-def release_section(summary: RunSummary) -> list[str]:
-    """Report lines: the task-by-task comparison with the release (none when it logged nothing)."""
-    rows = release_rows(summary)
-    if not rows:
-        return []
-    tested = sum(1 for r in rows if r.p_adjusted is not None)
-    lines = ["", "## Comparison with the release's own episodes", "",
-             "The release's evaluation logs (mibot_eval/data/release), task by task: difference (run - "
-             "release) with a 95% interval (method per row) and the two-sided test of no difference "
-             "(exact unconditional for rates, MOVER inverted for CALVIN's average length); **differs** "
-             f"when its p-value, Holm-adjusted over the {tested} rows, is below {LEVEL:g}. SimplerEnv "
-             "episodes are paired by their index in the official list.", ""]
-    lines += markdown_table(
-        ("suite", "task / metric", "run", "release", "diff", "95% CI", "CI method", "p (Holm)", "",
-         "episode agreement"),
-        [(r.suite, r.item, r.run, r.release, fmt(r.diff, r.metric),
-          "–" if r.low is None else f"[{fmt(r.low, r.metric)}, {fmt(r.high, r.metric)}]", r.method,
-          "–" if r.p_adjusted is None else ("<0.0001" if r.p_adjusted < 1e-4 else f"{r.p_adjusted:.4f}"),
-          "**differs**" if r.differs else "", r.agreement) for r in rows])
-    return lines

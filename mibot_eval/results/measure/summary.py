@@ -2,11 +2,11 @@
 
 `load_run(run_dir)` reads a run folder (manifest.json + episodes.jsonl), keeps one record per
 episode (the latest line for its key: a `run --retry-errors` rerun replaces an errored record; other
-repeats are named in warnings) and measures them with the release's aggregation rules
-(`aggregates:` in checkpoints.yaml, read by `load_aggregates`). `summary_from_records` measures any
-records (e.g. the release's own outcomes, results/release_baseline.py). Report, leaderboard, HTML
-page and the regression gate all build on this module and on results/stats.py; none of them
-imports another.
+repeats are named in warnings) and measures them (measure/suites.py) with the release's aggregation
+rules (`aggregates:` in checkpoints.yaml, read by config.load_aggregates). `summary_from_records`
+measures any records (e.g. the release's own outcomes, measure/release_baseline.py). Report,
+leaderboard, HTML page and the regression gate all build on this module; `estimate_cells` gives an
+estimate's cells in the rows of the report's and the leaderboard's CSVs.
 """
 
 from __future__ import annotations
@@ -18,100 +18,20 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
-import pandas as pd
-
-from mibot_eval.config import _load_yaml, checkpoints_file, load_checkpoints
+from mibot_eval.config import AggregateRule, load_aggregates, load_checkpoints
 from mibot_eval.errors import UserError
-from mibot_eval.results.stats import (
-    RULES,
-    AggregateRule,
+from mibot_eval.results.measure.suites import (
     Estimate,
     SuiteStats,
     measure_aggregate,
     measure_suite,
     rate_estimate,
 )
-from mibot_eval.results.store import RunStore, latest_per_key, write_atomic
-
-
-# -- aggregation rules from checkpoints.yaml -------------------------------------------------------
-def load_aggregates(path: Path | None = None) -> list[AggregateRule]:
-    """Read and validate checkpoints.yaml `aggregates:`; one clear UserError line when malformed.
-
-    Schema: aggregates: {KEY: {NAME: {rule, ..., source}}}, KEY being the key the release reports
-    the number under (checkpoints.yaml `reported`), NAME the metric (e.g. average):
-      rule: mean_of_suites       suites: [s1, s2, ...]   mean of the suites' success rates
-      rule: mean_of_tasks        suite: S (default KEY); tasks: [t1, ...]   mean of task rates
-      rule: mean_of_task_groups  suite, tasks as above; groups: {G: [t1, t2]} pools tasks into one
-                                 group (its members' trials pooled); other tasks are groups alone
-      rule: chain_success        suite (default KEY); length: 5   produces chain_1..chain_L and
-                                 avg_len from each record's metrics.completed
-    """
-    path = path or checkpoints_file()
-    data = _load_yaml(path)
-    section = (data or {}).get("aggregates") if isinstance(data, dict) else None
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        raise UserError(f"{path}: 'aggregates' must map a key to its metrics")
-    rules = []
-    for key, entries in section.items():
-        if not isinstance(entries, dict):
-            raise UserError(f"{path}: aggregates.{key} must map metric names to rules")
-        for name, entry in entries.items():
-            rules.append(_parse_rule(str(key), str(name), entry, f"{path}: aggregates.{key}.{name}"))
-    return rules
-
-
-def _names(value: Any, where: str, field_name: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise UserError(f"{where}: '{field_name}' must be a non-empty list of names, got {value!r}")
-    return tuple(value)
-
-
-def _parse_rule(key: str, name: str, entry: Any, where: str) -> AggregateRule:
-    if not isinstance(entry, dict):
-        raise UserError(f"{where}: expected a mapping with 'rule', members and 'source'")
-    rule = entry.get("rule")
-    if rule not in RULES:
-        raise UserError(f"{where}: unknown rule {rule!r} (expected one of {', '.join(RULES)})")
-    source = entry.get("source")
-    if not isinstance(source, str) or not source.strip():
-        raise UserError(f"{where}: missing 'source' (where the rule comes from)")
-    suite = entry.get("suite", key)
-    if rule == "mean_of_suites":
-        return AggregateRule(key, name, rule, _names(entry.get("suites"), where, "suites"),
-                             source=source)
-    if not isinstance(suite, str):
-        raise UserError(f"{where}: 'suite' must be a suite name, got {suite!r}")
-    if rule == "chain_success":
-        length = entry.get("length", 5)
-        if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
-            raise UserError(f"{where}: 'length' must be a positive integer, got {length!r}")
-        return AggregateRule(key, name, rule, (suite,), length=length, source=source)
-    tasks = _names(entry.get("tasks"), where, "tasks")
-    pooled = entry.get("groups") or {}
-    if rule == "mean_of_tasks" and pooled:
-        raise UserError(f"{where}: 'groups' needs rule mean_of_task_groups")
-    if not isinstance(pooled, dict):
-        raise UserError(f"{where}: 'groups' must map a group name to a list of tasks")
-    member_of: dict[str, str] = {}
-    for group, members in pooled.items():
-        for task in _names(members, where, f"groups.{group}"):
-            if task not in tasks or task in member_of:
-                raise UserError(f"{where}: group '{group}' member '{task}' must be listed once in 'tasks'")
-            member_of[task] = str(group)
-    groups: list[tuple[str, tuple[str, ...]]] = []
-    for task in tasks:
-        group = member_of.get(task)
-        if group is None:
-            groups.append((task, (task,)))
-        elif group not in [g for g, _ in groups]:
-            groups.append((group, tuple(_names(pooled[group], where, f"groups.{group}"))))
-    return AggregateRule(key, name, rule, (suite,), tuple(groups), source=source)
+from mibot_eval.results.numbers import csv_digits
+from mibot_eval.results.records import EpisodeRecord, is_ok, suite_of
+from mibot_eval.results.store import RunStore, latest_per_key
 
 
 # -- measuring a run -----------------------------------------------------------------------------
@@ -129,7 +49,7 @@ class RunSummary:
     suites: dict[str, SuiteStats]
     aggregates: list[Estimate]
     reported: dict[str, dict[str, float]] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    records: list[EpisodeRecord] = field(default_factory=list, repr=False)
     reported_source: str = ""  # the checkpoints.yaml entry the reported numbers come from
     warnings: list[str] = field(default_factory=list)  # e.g. an episode recorded twice, differently
 
@@ -140,20 +60,19 @@ class RunSummary:
         return selected if selected is not None else protocol.get("episodes_per_task")
 
 
-def dedupe(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def dedupe(records: Iterable[EpisodeRecord]) -> list[EpisodeRecord]:
     """One record per (suite, key): an ok record beats an error, then the latest finished_at wins."""
-    best: dict[tuple[str, str], dict[str, Any]] = {}
+    best: dict[tuple[str, str], EpisodeRecord] = {}
     for record in records:
         ident = (str(record.get("suite", "")), str(record.get("key")))
-        rank = (record.get("status", "ok") != "error", str(record.get("finished_at", "")))
+        rank = (is_ok(record), str(record.get("finished_at", "")))
         current = best.get(ident)
-        if current is None or rank >= (current.get("status", "ok") != "error",
-                                       str(current.get("finished_at", ""))):
-            best[ident] = dict(record)
+        if current is None or rank >= (is_ok(current), str(current.get("finished_at", ""))):
+            best[ident] = cast(EpisodeRecord, dict(record))
     return list(best.values())
 
 
-def conflicting_duplicates(records: Iterable[Mapping[str, Any]]) -> list[str]:
+def conflicting_duplicates(records: Iterable[EpisodeRecord]) -> list[str]:
     """Keys recorded more than once with different outcomes (status or success): dedupe keeps one
     of them, so the reader should know."""
     outcomes: dict[tuple[str, str], set[tuple[Any, Any]]] = defaultdict(set)
@@ -161,10 +80,6 @@ def conflicting_duplicates(records: Iterable[Mapping[str, Any]]) -> list[str]:
         ident = (str(record.get("suite", "")), str(record.get("key")))
         outcomes[ident].add((record.get("status", "ok"), record.get("success")))
     return sorted(key for (_, key), seen in outcomes.items() if len(seen) > 1)
-
-
-def suite_of(record: Mapping[str, Any]) -> str:
-    return str(record.get("suite") or str(record.get("key", "?")).split("/")[0])
 
 
 def full_count(protocol: Mapping[str, Any] | None) -> int | None:
@@ -183,11 +98,11 @@ def full_count(protocol: Mapping[str, Any] | None) -> int | None:
 
 
 def measure(
-    records: Sequence[Mapping[str, Any]], protocols: Mapping[str, Mapping[str, Any]],
+    records: Sequence[EpisodeRecord], protocols: Mapping[str, Mapping[str, Any]],
     requested: Mapping[str, int], rules: Sequence[AggregateRule], suites: Iterable[str] = (),
 ) -> tuple[dict[str, SuiteStats], list[Estimate]]:
     """Measure suites (those with records plus `suites`) and every applicable aggregate rule."""
-    by_suite: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_suite: dict[str, list[EpisodeRecord]] = defaultdict(list)
     for record in records:
         by_suite[suite_of(record)].append(record)
     chains = {r.suites[0]: r.length for r in rules if r.rule == "chain_success"}
@@ -248,7 +163,7 @@ def load_run(
 
 
 def summary_from_records(
-    run_dir: Path, manifest: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
+    run_dir: Path, manifest: Mapping[str, Any], records: Iterable[EpisodeRecord],
     rules: Sequence[AggregateRule] | None = None, compare_with: str | None = None,
 ) -> RunSummary:
     """Measure episode records with a manifest's facts (protocols, expected episodes, identity).
@@ -348,18 +263,7 @@ def compare_reported(summary: RunSummary) -> list[Comparison]:
     return out
 
 
-# -- rendering ------------------------------------------------------------------------------------
-def fmt(value: float | None, metric: str = "") -> str:
-    if value is None:
-        return "–"
-    text = f"{value:.2f}" if metric == "avg_len" else f"{value:.1f}"
-    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0"
-
-
-def fmt_ci(low: float | None, high: float | None, metric: str = "") -> str:
-    return "–" if low is None or high is None else f"[{fmt(low, metric)}, {fmt(high, metric)}]"
-
-
+# -- execution and CSV cells ----------------------------------------------------------------------
 SYNC_IDENTITY = ("mode", "replan_steps")
 
 
@@ -379,25 +283,13 @@ def execution_label(execution: Mapping[str, Any]) -> str:
     return ",".join([mode, *extra])
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """Lines of a markdown table (cells' "|" escaped)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return lines
-
-
 ESTIMATE_COLUMNS = ("value", "ci_low", "ci_high", "delta")
-
-
-def csv_digits(metric: str) -> int:
-    """Decimals an estimate keeps in a CSV cell (avg_len in subtasks: 3, percent: 2)."""
-    return 3 if metric == "avg_len" else 2
 
 
 def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True,
                    consistent: bool | None = None) -> dict[str, Any]:
     """CSV cells of an estimate and of its comparison with a reported number (`consistent`: the
-    caller's test of the two, results/reported.py); rounded=False keeps full precision (round once,
+    caller's test of the two, results/measure/reported.py); rounded=False keeps full precision (round once,
     where the cell is written, never twice)."""
     digits = csv_digits(e.metric)
 
@@ -412,26 +304,3 @@ def estimate_cells(e: Estimate, reported: float | None, rounded: bool = True,
         cells.update(reported=float(reported), delta=r(comparison.delta),
                      consistent_with_reported=consistent)
     return cells
-
-
-def csv_text(frame: pd.DataFrame) -> str:
-    """A frame as CSV text in the project's cell format (None empty, booleans true/false)."""
-    return frame.map(csv_cell).to_csv(index=False, lineterminator="\n")
-
-
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write rows with fixed columns, atomically (readers never see half a file)."""
-    frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns),
-                         dtype=object)
-    write_atomic(path, csv_text(frame).encode("utf-8"))
-
-
-def csv_cell(value: Any) -> str:
-    """One CSV cell: None -> empty, booleans -> true/false, anything else str()."""
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    return str(value)
-
-

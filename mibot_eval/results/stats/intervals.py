@@ -27,7 +27,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_confint
 
-from mibot_eval.results.exact import tango_z
+from mibot_eval.results.stats.exact import tango_z
 
 RATE_METHOD = "Clopper-Pearson"
 MOVER_METHOD = "MOVER (Clopper-Pearson terms)"

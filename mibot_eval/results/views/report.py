@@ -4,7 +4,7 @@
 intervals, the comparison with the reported numbers (two-sample against the release's logged
 episodes, Holm-adjusted) and, task by task, with the release's own outcomes, per-task tables,
 errors, latency, seconds per episode; every table names its interval method) and writes
-`report.md` and `report.csv` beside the run. Every number comes from results/summary.py
+`report.md` and `report.csv` beside the run. Every number comes from results/measure/summary.py
 (episodes.jsonl measured); this module only renders. report.csv is the pandas DataFrame
 `report_frame(summary)` (REPORT_COLUMNS) as CSV text, written atomically; its
 consistent_with_reported is the report table's Holm-adjusted "consistent" column.
@@ -19,22 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mibot_eval.results.intervals import RATE_METHOD
-from mibot_eval.results.latency_stats import latency_markdown, latency_summary
-from mibot_eval.results.release_compare import release_section
-from mibot_eval.results.reported import ReportedRow, adjusted_note, compare_to_reported
-from mibot_eval.results.stats import SuiteStats, bootstrap_means, percentile_interval, rate_estimate
+from mibot_eval.results.measure.latency import latency_summary
+from mibot_eval.results.measure.release_compare import LEVEL, release_rows
+from mibot_eval.results.measure.reported import ReportedRow, adjusted_note, compare_to_reported
+from mibot_eval.results.measure.suites import SuiteStats, rate_estimate
+from mibot_eval.results.measure.summary import RunSummary, estimate_cells, execution_label, load_run
+from mibot_eval.results.numbers import fmt, fmt_ci
+from mibot_eval.results.stats.bootstrap import bootstrap_means, percentile_interval
+from mibot_eval.results.stats.intervals import RATE_METHOD
 from mibot_eval.results.store import write_atomic
-from mibot_eval.results.summary import (
-    RunSummary,
-    csv_text,
-    estimate_cells,
-    execution_label,
-    fmt,
-    fmt_ci,
-    load_run,
-    markdown_table,
-)
+from mibot_eval.results.views.latency import latency_markdown
+from mibot_eval.results.views.tables import csv_text, markdown_table
 
 REPORT_COLUMNS = (
     "run", "checkpoint", "checkpoint_id", "scope", "suite", "task", "name", "metric", "value",
@@ -104,6 +99,28 @@ def render_markdown(summary: RunSummary) -> str:
                       f"{s.timings.get('total_s', 0) * (s.episodes + s.errors) / 3600:.2f}")
                      for s in summary.suites.values()])
     return "\n".join(lines) + "\n"
+
+
+def release_section(summary: RunSummary) -> list[str]:
+    """Report lines: the task-by-task comparison with the release (none when it logged nothing)."""
+    rows = release_rows(summary)
+    if not rows:
+        return []
+    tested = sum(1 for r in rows if r.p_adjusted is not None)
+    lines = ["", "## Comparison with the release's own episodes", "",
+             "The release's evaluation logs (mibot_eval/data/release), task by task: difference (run - "
+             "release) with a 95% interval (method per row) and the two-sided test of no difference "
+             "(exact unconditional for rates, MOVER inverted for CALVIN's average length); **differs** "
+             f"when its p-value, Holm-adjusted over the {tested} rows, is below {LEVEL:g}. SimplerEnv "
+             "episodes are paired by their index in the official list.", ""]
+    lines += markdown_table(
+        ("suite", "task / metric", "run", "release", "diff", "95% CI", "CI method", "p (Holm)", "",
+         "episode agreement"),
+        [(r.suite, r.item, r.run, r.release, fmt(r.diff, r.metric),
+          "–" if r.low is None else f"[{fmt(r.low, r.metric)}, {fmt(r.high, r.metric)}]", r.method,
+          "–" if r.p_adjusted is None else ("<0.0001" if r.p_adjusted < 1e-4 else f"{r.p_adjusted:.4f}"),
+          "**differs**" if r.differs else "", r.agreement) for r in rows])
+    return lines
 
 
 def runtime_note(policy: Mapping[str, Any]) -> str:
@@ -187,7 +204,7 @@ MOTION_ROWS = (  # (metric in metrics.motion, label)
 
 
 def _motion_section(summary: RunSummary) -> list[str]:
-    """Per suite: mean motion metrics (mibot_eval/run/motion.py) with 95% bootstrap intervals over episodes."""
+    """Per suite: mean motion metrics (mibot_eval/run/motion.py), 95% bootstrap intervals over episodes."""
     rows = []
     for suite in summary.suites:
         records = [r for r in summary.records if r.get("suite") == suite and r.get("status", "ok") == "ok"]

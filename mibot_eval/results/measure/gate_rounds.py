@@ -1,5 +1,5 @@
 """The sequential gate's rounds: which matched units it reads, in which order, and the buffer that
-feeds it complete rounds whatever order the episodes finish in (results/sequential.py is the test).
+feeds it complete rounds whatever order the episodes finish in (results/stats/sequential.py is the test).
 
   unit              a matched independent trial: an episode key, or a WidowX episode with its
                     deterministic copies (`metrics.repeat_of`), keyed by its first copy
@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mibot_eval.results.sequential import SequentialGate, round_exponents
+from mibot_eval.results.stats.sequential import SequentialGate, round_exponents
 
 ORDER = "proportional_rounds"
 

@@ -2,9 +2,9 @@
 margin tests and the drop the comparison could detect. One function per kind of comparison:
 
   paired        matched episodes: exact McNemar (margin 0) or the exact unconditional test ordered
-                by Tango's statistic (margin > 0), results/exact.py; Tango's score interval
+                by Tango's statistic (margin > 0), results/stats/exact.py; Tango's score interval
   unpaired      two independent samples: the exact unconditional test ordered by the
-                Farrington-Manning statistic, results/exact.py; the MOVER interval over both rates'
+                Farrington-Manning statistic, results/stats/exact.py; the MOVER interval over both rates'
                 Clopper-Pearson intervals (Newcombe's construction, which statsmodels implements
                 with Wilson terms as "newcomb": that one covers only 0.90 at n 24-50 near 0 and 1,
                 this one at least 0.955; benchmarks/gate_calibration.py)
@@ -12,7 +12,7 @@ margin tests and the drop the comparison could detect. One function per kind of 
                 test (scipy binomtest) of the rate against figure - margin; Clopper-Pearson interval
                 of the rate minus the figure
   linear        an average (a weighted sum of independent rates, or of paired differences) against
-                another or against a fixed figure: MOVER interval (results/intervals.py) and its
+                another or against a fixed figure: MOVER interval (results/stats/intervals.py) and its
                 inversion into one-sided p-values (an approximation; its size is measured in
                 benchmarks/gate_calibration.py)
 
@@ -31,14 +31,14 @@ from functools import partial
 
 from scipy.stats import binom, binomtest
 
-from mibot_eval.results.exact import (
+from mibot_eval.results.stats.exact import (
     POWER_TARGET,
     normal_detectable_drop,
     paired_detectable_drop,
     unpaired_detectable_drop,
     unpaired_p_values,
 )
-from mibot_eval.results.intervals import (
+from mibot_eval.results.stats.intervals import (
     MOVER_METHOD,
     PAIRED_METHOD,
     RATE_METHOD,
@@ -52,8 +52,8 @@ from mibot_eval.results.intervals import (
     tango_interval,
     z_of,
 )
-from mibot_eval.results.paired import PairCounts
-from mibot_eval.results.stats import CONFIDENCE, Rate
+from mibot_eval.results.stats.paired import PairCounts
+from mibot_eval.results.stats.rates import CONFIDENCE, Rate
 
 PAIRED_MCNEMAR = "paired: exact McNemar"
 PAIRED_EXACT = "paired: exact unconditional (Tango order)"

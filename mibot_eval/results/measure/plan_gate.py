@@ -20,7 +20,7 @@ Baseline NAME (a checkpoints.yaml entry): against the release's logged episodes 
 (unpaired, their per-task n fixed), else the entry's reported suite rates (n unknown: the figure
 taken as exact, one-sample).
 
-Normal approximations of the exact tests of results/exact.py with the variance at the null
+Normal approximations of the exact tests of results/stats/exact.py with the variance at the null
 boundary and at the alternative (n = ((z_a sd0 + z_b sd1) / (PP - M))^2);
 benchmarks/gate_calibration.py checks the exact power at planned sizes. A figure above the
 protocol's episodes per task (LIBERO: 50 init states) means the gate cannot resolve that drop there.
@@ -38,8 +38,7 @@ from scipy.stats import norm
 
 from mibot_eval.config import load_checkpoints, load_suite
 from mibot_eval.errors import UserError
-from mibot_eval.results import exact
-from mibot_eval.results.summary import markdown_table
+from mibot_eval.results.stats import exact
 
 NEVER = None  # no finite number of episodes reaches the power
 
@@ -116,7 +115,7 @@ def _unpaired_n(rate: float, drop: float, margin: float, alpha: float, power: fl
 
 @dataclass(frozen=True)
 class Size:
-    """Episodes needed: exact (bisection on the exact power of results/exact.py, within the
+    """Episodes needed: exact (bisection on the exact power of results/stats/exact.py, within the
     protocol's size), or 'more than the protocol has' with the normal approximation beside it."""
 
     n: int | None  # None: never
@@ -261,8 +260,8 @@ def _baseline_rates(baseline: str, suites: Sequence[str]
     is fixed (the release's logs)."""
     path = Path(baseline)
     if path.is_dir() or (Path("results") / baseline).is_dir():
-        from mibot_eval.results.gate import resolve_run
-        from mibot_eval.results.summary import load_run
+        from mibot_eval.results.measure.gate import resolve_run
+        from mibot_eval.results.measure.summary import load_run
 
         summary = load_run(resolve_run(baseline))
         chosen = [s for s in summary.suites if not suites or s in suites]
@@ -278,8 +277,8 @@ def _baseline_rates(baseline: str, suites: Sequence[str]
                         f"(known: {', '.join(checkpoints)})")
     info = checkpoints[baseline]
     chosen = [s for s in info.suites if not suites or s in suites]
-    from mibot_eval.results.release_baseline import load_release_baseline
-    from mibot_eval.results.release_compare import release_summary
+    from mibot_eval.results.measure.release_baseline import load_release_baseline
+    from mibot_eval.results.measure.release_compare import release_summary
 
     logs = load_release_baseline()
     logged = [s for s in chosen if s in logs.suites() and logs.checkpoint(s) == baseline]
@@ -300,40 +299,3 @@ def _baseline_rates(baseline: str, suites: Sequence[str]
                         f"{', '.join(chosen) or 'its suites'}")
     mode = "unpaired against the release's logs" if logged else "against reported figures (taken as exact)"
     return rates, mode, counts
-
-
-def _cell(size: Size, protocol: int | None) -> str:
-    if size.n is None:
-        return "– (never)"
-    if size.cap is not None:
-        return f"> protocol's {size.cap} (≈ {size.n})"
-    return str(size.n) if size.exact else f"≈ {size.n}"
-
-
-def render_plan(plan: Plan) -> str:
-    lines = [f"Gate plan against {plan.baseline} ({plan.mode}): catch a true drop of {plan.drop:g} pp "
-             f"with power {plan.power:g}; regression tests at alpha {plan.alpha:g} / {plan.rows} rows "
-             f"(Holm's first step), 'not worse' at alpha {plan.alpha:g}. Plain numbers: the smallest size "
-             "whose exact power (results/exact.py) reaches the target within the protocol; '≈': a normal "
-             "approximation (beyond the protocol or 2000 episodes).", ""]
-    lines += markdown_table(
-        ("suite", "margin (pp)", "protocol episodes / task", "episodes / task to catch the drop in the "
-         "whole suite", "episodes / task to pass an unchanged candidate (not worse)"),
-        [(s.suite, f"{s.margin:g}", s.protocol_per_task or "–", _cell(s.catch, s.protocol_per_task),
-          _cell(s.passes, s.protocol_per_task)) for s in plan.suites])
-    lines += ["", "Per task: episodes to catch the drop in that task alone."
-              + (" Discordance: --discordance, else 2 p (1 - p)." if plan.mode == "paired" else ""), ""]
-    rows = []
-    for s in plan.suites:
-        for t in s.tasks:
-            extra = (f"{t.discordance:.3f}" if t.discordance is not None
-                     else (str(t.baseline_n) if t.baseline_n is not None else "figure taken as exact"))
-            rows.append((s.suite, t.task, f"{100 * t.rate:.1f}", extra, _cell(t.catch, s.protocol_per_task)))
-    header = "discordance" if plan.mode == "paired" else "baseline n"
-    lines += markdown_table(("suite", "task", "baseline %", header, "episodes / task to catch"), rows)
-    never = [s.suite for s in plan.suites if s.catch.n is None]
-    if never:
-        lines += ["", f"'– (never)': a drop of {plan.drop:g} pp is within the margin ({', '.join(never)}), "
-                  "or the fixed baseline sample alone is too noisy; gate with `check --max-drop` below the "
-                  "drop (plan with the same --max-drop)."]
-    return "\n".join(lines) + "\n"

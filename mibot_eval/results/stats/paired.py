@@ -2,9 +2,11 @@
 observation and noise seeds (the release's protocol makes every episode reproducible). Paired, a
 candidate that fails trials the baseline passed is evidence the independent-sample tests cannot see.
 
-  pair_units        matched independent trials (WidowX deterministic repeats collapse to one unit)
+  Pair              one matched independent trial (measure/pairs.py makes them from records; WidowX
+                    deterministic repeats collapse to one unit)
   PairCounts        the 2x2 table of a set of pairs; `p_values` = the paired margin test
-                    (results/exact.py: exact McNemar at margin 0, exact unconditional above)
+                    (stats/exact.py: exact McNemar at margin 0, exact unconditional above)
+  p_worse_paired    the one-sided paired p-value from the discordant counts
 
 A unit's outcome is the mean success of its copies. In the 2x2 table a unit counts as a success only
 when MORE than half of its copies succeeded: the copies are deterministic repeats, so a unit whose
@@ -15,12 +17,10 @@ run could not reproduce; a split exactly in half therefore counts as a failure, 
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from mibot_eval.results.exact import paired_p_values
+from mibot_eval.results.stats.exact import paired_p_values
 
 
 @dataclass(frozen=True)
@@ -79,32 +79,8 @@ class PairCounts:
         return cls(both, neither, base_only, cand_only, split)
 
 
-def _ok_success(record: Mapping[str, Any]) -> float:
-    return float(record.get("status", "ok") == "ok" and record.get("success") is True)
-
-
-def _units(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str, float]]:
-    """unit key -> (suite, task, mean success of its copies); an error record is a failure."""
-    groups: dict[str, list[float]] = defaultdict(list)
-    where: dict[str, tuple[str, str]] = {}
-    for record in records:
-        unit = str((record.get("metrics") or {}).get("repeat_of") or record.get("key"))
-        groups[unit].append(_ok_success(record))
-        where.setdefault(unit, (str(record.get("suite")), str(record.get("task_id"))))
-    return {u: (*where[u], sum(v) / len(v)) for u, v in groups.items()}
-
-
-def unit_outcomes(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """unit key -> success (mean over deterministic copies; an error is a failure)."""
-    return {unit: value for unit, (_, _, value) in _units(records).items()}
-
-
-def pair_units(candidate: Iterable[Mapping[str, Any]], baseline: Iterable[Mapping[str, Any]],
-               protocol_hashes: Mapping[str, tuple[Any, Any]]) -> list[Pair]:
-    """Pairs of the independent trials both runs recorded, for suites whose protocol hashes match
-    (`protocol_hashes`: suite -> (candidate hash, baseline hash)); in the candidate's order."""
-    same = {s for s, (a, b) in protocol_hashes.items() if a is not None and a == b}
-    mine = _units(r for r in candidate if r.get("suite") in same)
-    theirs = _units(r for r in baseline if r.get("suite") in same)
-    return [Pair(suite, task, unit, value, theirs[unit][2])
-            for unit, (suite, task, value) in mine.items() if unit in theirs]
+def p_worse_paired(base_only: int, cand_only: int, n: int, margin: float = 0.0) -> float:
+    """One-sided paired p-value of H0: p_cand - p_base >= -margin on n matched episodes, from the
+    discordant pairs: base_only (the baseline succeeded, the candidate failed) and cand_only.
+    Margin 0: exact McNemar; margin > 0: the exact unconditional test (stats/exact.py)."""
+    return paired_p_values(base_only, cand_only, n, margin)[0]

@@ -1,19 +1,9 @@
-"""Statistics of recorded episodes: pure functions, no I/O.
+"""Measuring recorded episodes: a suite's tasks, pooled rate, errors, coverage and timings
+(`measure_suite` -> SuiteStats), and the release's aggregation rules (checkpoints.yaml `aggregates:`,
+config.AggregateRule) over measured suites (`measure_aggregate` -> Estimate). Pure functions, no I/O;
+the intervals come from results/stats/.
 
-Math, from well-kept libraries (statsmodels, scipy), with the project's conventions around them:
-  Rate.interval              Clopper-Pearson interval of a success rate (results/intervals.py)
-  wilson_interval            Wilson score interval (statsmodels "wilson"; the latency sweep's bars)
-  newcombe_interval          hybrid score interval of a difference of two independent rates
-                             (statsmodels confint_proportions_2indep "newcomb", Newcombe 1998 #10)
-  p_worse_paired             one-sided paired test with a margin (results/exact.py: exact McNemar at
-                             margin 0, exact unconditional above)
-  holm                       Holm step-down adjustment (statsmodels multipletests "holm")
-  bootstrap_means            seeded, stratified bootstrap of per-stratum means (numpy; motion metrics)
   chain_counts / average_length   CALVIN chain success and average length (project rules)
-
-Measurement (records -> numbers):
-  measure_suite              one suite's tasks, pooled rate, errors, coverage and timings
-  measure_aggregate          an aggregation rule (checkpoints.yaml `aggregates:`) over suites -> Estimate
 
 Rules the measurement follows:
   * status "error" records count as failed trials, as the release counts them (its clients catch an
@@ -32,7 +22,7 @@ Rules the measurement follows:
     rate is the members' rates weighted by their trial counts (108 + 108 VM, so the mean of both).
   * Averages of rates (mean_of_suites, mean_of_tasks, mean_of_task_groups) are weighted sums of
     independent rates: their interval is MOVER over the rates' Clopper-Pearson intervals
-    (results/intervals.py), which never has zero width (all-fail or all-success included). CALVIN's
+    (results/stats/intervals.py), which never has zero width (all-fail or all-success included). CALVIN's
     average length is length x the mean of completed / length, a mean of values in [0, 1] whose
     variance is at most that of a proportion with the same mean: its interval is Clopper-Pearson on
     that mean (conservative, never zero width). Each Estimate keeps its terms, so a difference of
@@ -46,104 +36,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from scipy.stats import norm
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
-
-from mibot_eval.results.exact import paired_p_values
-from mibot_eval.results.intervals import (
+from mibot_eval.config import AggregateRule
+from mibot_eval.results.records import EpisodeRecord, is_ok
+from mibot_eval.results.stats.intervals import (
     AVG_LEN_METHOD,
     MOVER_METHOD,
     RATE_METHOD,
     Term,
     mover,
-    rate_bounds,
     rate_term,
     z_of,
 )
-
-CONFIDENCE = 0.95
-BOOTSTRAP_REPLICATES = 2000
-BOOTSTRAP_SEED = 0
-TIMING_FIELDS = ("total_s", "reset_s", "infer_s", "sim_s", "render_s")
-RULES = ("mean_of_suites", "mean_of_tasks", "mean_of_task_groups", "chain_success")
-
-
-# -- intervals and tests ---------------------------------------------------------------------------
-def z_two_sided(confidence: float = CONFIDENCE) -> float:
-    return float(norm.ppf(0.5 + confidence / 2))
-
-
-def z_one_sided(alpha: float) -> float:
-    return float(norm.ppf(1 - alpha))
-
-
-def _alpha_of(z: float) -> float:
-    """The two-sided level whose normal quantile is z."""
-    return float(2 * norm.sf(z))
-
-
-def wilson_bounds(successes: float, n: int, z: float) -> tuple[float, float]:
-    """Wilson score bounds (as fractions) for `successes` of `n` at normal quantile z; exactly 0 (1)
-    when there is no success (failure)."""
-    if n <= 0:
-        return 0.0, 1.0
-    low, high = proportion_confint(successes, n, alpha=_alpha_of(z), method="wilson")
-    low = 0.0 if successes <= 0 else max(0.0, float(low))
-    high = 1.0 if successes >= n else min(1.0, float(high))
-    return low, high
-
-
-def wilson_interval(successes: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Two-sided Wilson interval (fractions); e.g. 7/10 -> (0.3968, 0.8922)."""
-    return wilson_bounds(successes, n, z_two_sided(confidence))
-
-
-def newcombe_interval(
-    s1: float, n1: int, s2: float, n2: int, z: float
-) -> tuple[float, float]:
-    """Newcombe hybrid score interval for p1 - p2 (fractions) at normal quantile z."""
-    low, high = confint_proportions_2indep(s1, n1, s2, n2, method="newcomb", compare="diff",
-                                           alpha=_alpha_of(z))
-    return float(low), float(high)
-
-
-def p_worse_paired(base_only: int, cand_only: int, n: int, margin: float = 0.0) -> float:
-    """One-sided paired p-value of H0: p_cand - p_base >= -margin on n matched episodes, from the
-    discordant pairs: base_only (the baseline succeeded, the candidate failed) and cand_only.
-    Margin 0: exact McNemar; margin > 0: the exact unconditional test (results/exact.py)."""
-    return paired_p_values(base_only, cand_only, n, margin)[0]
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (family-wise error control), in input order."""
-    if not p_values:
-        return []
-    return [float(p) for p in multipletests(list(p_values), method="holm")[1]]
-
-
-def bootstrap_means(
-    strata: Sequence[Sequence[float]], replicates: int = BOOTSTRAP_REPLICATES,
-    seed: int = BOOTSTRAP_SEED,
-) -> np.ndarray:
-    """(replicates, len(strata)) resampled means: each stratum resampled with replacement."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    out = np.empty((replicates, len(strata)))
-    for column, values in enumerate(strata):
-        data = np.asarray(values, dtype=np.float64)
-        if data.size == 0:
-            out[:, column] = np.nan
-            continue
-        draws = rng.integers(0, data.size, size=(replicates, data.size))
-        out[:, column] = data[draws].mean(axis=1)
-    return out
-
-
-def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return float(low), float(high)
+from mibot_eval.results.stats.rates import CONFIDENCE, Rate
 
 
 def chain_counts(completed: Iterable[int], length: int) -> list[int]:
@@ -168,25 +72,6 @@ def mean_of_group_means(
     return sum(pooled) / len(pooled)
 
 
-# -- measurement of recorded episodes -------------------------------------------------------------
-@dataclass(frozen=True)
-class Rate:
-    """A success rate over independent trials (successes may be fractional, see repeats)."""
-
-    successes: float
-    n: int
-
-    @property
-    def value(self) -> float | None:
-        """Percent, or None without trials."""
-        return 100 * self.successes / self.n if self.n else None
-
-    def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-        """Clopper-Pearson interval, percent (RATE_METHOD); None without trials."""
-        if not self.n:
-            return None
-        low, high = rate_bounds(self.successes, self.n, z_of(confidence))
-        return 100 * low, 100 * high
 
 
 @dataclass
@@ -296,22 +181,18 @@ class SuiteStats:
         return sum(t.inconsistent_repeats for t in self.tasks.values())
 
 
-def _record_ok(record: Mapping[str, Any]) -> bool:
-    return record.get("status", "ok") != "error"
-
-
-def _unit_groups(records: Iterable[Mapping[str, Any]]) -> dict[str, list[bool]]:
+def _unit_groups(records: Iterable[EpisodeRecord]) -> dict[str, list[bool]]:
     """Independent-trial groups: a record and its deterministic repeats (metrics.repeat_of). An
     error record is a failure."""
     groups: dict[str, list[bool]] = defaultdict(list)
     for record in records:
         metrics = record.get("metrics") or {}
-        success = _record_ok(record) and record.get("success") is True
+        success = is_ok(record) and record.get("success") is True
         groups[str(metrics.get("repeat_of") or record.get("key"))].append(success)
     return groups
 
 
-def _task_key(record: Mapping[str, Any]) -> str:
+def _task_key(record: EpisodeRecord) -> str:
     if record.get("task_id") is not None:
         return str(record["task_id"])
     key = str(record.get("key", ""))
@@ -324,7 +205,7 @@ def _task_order(key: str) -> tuple[int, Any]:
 
 
 def measure_suite(
-    name: str, records: Sequence[Mapping[str, Any]], *, full: int | None = None,
+    name: str, records: Sequence[EpisodeRecord], *, full: int | None = None,
     requested: int | None = None, chain_length: int | None = None, benchmark: str = "",
     sequence_subtasks: Mapping[str, Sequence[str]] | None = None,
 ) -> SuiteStats:
@@ -333,25 +214,25 @@ def measure_suite(
     sequence_subtasks (chained suites): task id -> the sequence's subtasks, for records that do not
     carry metrics.subtasks (an errored sequence), so that its failure counts against its first
     subtask as every other rate counts errors."""
-    ok = [r for r in records if _record_ok(r)]
-    failed = [r for r in records if not _record_ok(r)]
+    ok = [r for r in records if is_ok(r)]
+    failed = [r for r in records if not is_ok(r)]
     benchmark = benchmark or next((str(r["benchmark"]) for r in records if r.get("benchmark")), "")
     stats = SuiteStats(name, benchmark, {}, len(ok), len(failed), full, requested,
                        timings=_mean_timings(records),
                        error_samples=[(str(r.get("key")), str(r.get("error") or "")) for r in failed])
     if chain_length is not None:
         stats.chain = ChainStats(chain_length, {
-            str(r.get("key")): int((r.get("metrics") or {}).get("completed", 0)) if _record_ok(r) else 0
+            str(r.get("key")): int((r.get("metrics") or {}).get("completed", 0)) if is_ok(r) else 0
             for r in records
         })
         stats.tasks = _subtask_stats(records, chain_length, sequence_subtasks or {})
         return stats
-    by_task: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_task: dict[str, list[EpisodeRecord]] = defaultdict(list)
     for record in records:
         by_task[_task_key(record)].append(record)
     for key in sorted(by_task, key=_task_order):
         task_records = by_task[key]
-        task_ok = [r for r in task_records if _record_ok(r)]
+        task_ok = [r for r in task_records if is_ok(r)]
         task = TaskStats(key, str(task_records[0].get("task_name") or key),
                          episodes=len(task_ok), errors=len(task_records) - len(task_ok))
         for outcomes in _unit_groups(task_records).values():
@@ -362,7 +243,7 @@ def measure_suite(
     return stats
 
 
-def _subtask_stats(records: Sequence[Mapping[str, Any]], length: int,
+def _subtask_stats(records: Sequence[EpisodeRecord], length: int,
                    sequence_subtasks: Mapping[str, Sequence[str]]) -> dict[str, TaskStats]:
     """CALVIN per-subtask success among the sequences that attempted it. An errored sequence is a
     failure of its first subtask (0 completed, as in the chain rates); its subtasks come from the
@@ -371,7 +252,7 @@ def _subtask_stats(records: Sequence[Mapping[str, Any]], length: int,
     tasks: dict[str, TaskStats] = {}
     for record in records:
         metrics = record.get("metrics") or {}
-        ok = _record_ok(record)
+        ok = is_ok(record)
         completed = int(metrics.get("completed", 0)) if ok else 0
         subtasks = list(metrics.get("subtasks") or sequence_subtasks.get(str(record.get("task_id")), ()))
         for position, subtask in enumerate(subtasks[:length][: completed + 1]):
@@ -384,7 +265,7 @@ def _subtask_stats(records: Sequence[Mapping[str, Any]], length: int,
     return {k: tasks[k] for k in sorted(tasks)}
 
 
-def _mean_timings(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def _mean_timings(records: Sequence[EpisodeRecord]) -> dict[str, float]:
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for record in records:
@@ -396,23 +277,6 @@ def _mean_timings(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 # -- aggregation rules ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AggregateRule:
-    """One entry of checkpoints.yaml `aggregates:` (validated by report.load_aggregates)."""
-
-    key: str  # reported-number key: an aggregate ("libero") or a suite ("simpler_google_vm")
-    name: str  # entry name ("average"; for chain_success only a label)
-    rule: str
-    suites: tuple[str, ...]
-    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # task groups (mean_of_task_groups)
-    length: int = 5  # chain_success
-    source: str = ""
-
-    def metrics(self) -> tuple[str, ...]:
-        """Names of the metrics the rule produces (as checkpoints.yaml `reported` spells them)."""
-        if self.rule == "chain_success":
-            return (*(f"chain_{k}" for k in range(1, self.length + 1)), "avg_len")
-        return (self.name,)
 
 
 @dataclass

@@ -17,10 +17,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.results.intervals import RATE_METHOD
-from mibot_eval.results.published import HEADLINES, Headline
-from mibot_eval.results.store import utc_now
-from mibot_eval.results.summary import RunSummary, execution_label, fmt, fmt_ci
+from mibot_eval.results.measure.published import HEADLINES, Headline
+from mibot_eval.results.measure.summary import RunSummary, execution_label
+from mibot_eval.results.numbers import fmt, fmt_ci
+from mibot_eval.results.records import utc_now
+from mibot_eval.results.stats.intervals import RATE_METHOD
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;
@@ -116,7 +117,7 @@ PUBLISHED_FIELDS = ("model", "headline", "value", "protocol", "source", "url")
 
 
 def published_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """table#published: figures reported by others (results/published.py), sources as plain text."""
+    """table#published: figures reported by others (results/measure/published.py), sources as plain text."""
     if not rows:
         return '<p class="meta" id="published-none">No published figures are shipped.</p>'
     head = "".join(f"<th>{escape(h)}</th>" for h in PUBLISHED_FIELDS)

@@ -9,11 +9,11 @@ from pathlib import Path
 def publish_run(run_dir: Path, leaderboard_csv: Path | None = None, compare_with: str | None = None) -> str:
     """The run's report (written beside it) and, unless leaderboard_csv is None, its leaderboard rows
     upserted there (pooled with sibling runs of the same checkpoint). Returns the markdown."""
-    from mibot_eval.results.report import report_run
+    from mibot_eval.results.views.report import report_run
 
     text = report_run(run_dir, compare_with=compare_with)
     if leaderboard_csv is not None:
-        from mibot_eval.results.leaderboard import update_for_run
+        from mibot_eval.results.views.leaderboard import update_for_run
 
         update_for_run(Path(run_dir), Path(leaderboard_csv))
     return text

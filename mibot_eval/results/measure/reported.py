@@ -2,14 +2,14 @@
 release's logs give it.
 
 Every number checkpoints.yaml reports for the released checkpoints is measured in the release's own
-evaluation logs, shipped in the package (results/release_baseline.py): a reported 98.8 for
+evaluation logs, shipped in the package (results/measure/release_baseline.py): a reported 98.8 for
 libero_spatial is 494 successes of 500 episodes, not an exact rate. `release_reference` finds that
 measurement (the release's logs for the same checkpoint and suites, reproducing the figure to its
 printed decimals), so the comparison is two-sample: the run's n against the release's n. Where the
 logs do not hold the number (another checkpoint's figure, a suite the release did not log), the
 comparison treats the figure as exact and says so (an exact binomial test for a rate).
 
-`compare_to_reported` gives each comparison's Difference (results/differences.py), with margin 0 for
+`compare_to_reported` gives each comparison's Difference (results/stats/differences.py), with margin 0 for
 the report and the leaderboard ("consistent": the two-sided test does not reject at 0.05) or the
 gate's margin for `check --baseline reported`.
 """
@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from mibot_eval.results import differences
-from mibot_eval.results.release_baseline import load_release_baseline
-from mibot_eval.results.stats import Estimate, holm
-from mibot_eval.results.summary import Comparison, RunSummary, compare_reported, load_aggregates, lookup
+from mibot_eval.config import load_aggregates
+from mibot_eval.results.measure.release_baseline import load_release_baseline
+from mibot_eval.results.measure.suites import Estimate
+from mibot_eval.results.measure.summary import Comparison, RunSummary, compare_reported, lookup
+from mibot_eval.results.stats import differences
+from mibot_eval.results.stats.holm import holm
 
 TWO_SAMPLE = "two-sample against the release's logged episodes"
 EXACT_FIGURE = "the reported figure taken as exact (its sample size is unknown)"
@@ -44,7 +46,7 @@ def member_suites(key: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=16)
 def _release(suites: tuple[str, ...]) -> RunSummary:
-    from mibot_eval.results.release_compare import release_summary
+    from mibot_eval.results.measure.release_compare import release_summary
 
     return release_summary(list(suites))
 

@@ -8,7 +8,7 @@ mibot_eval/data/release/ (its README says what each log can and cannot give):
   SimplerEnv  every episode's outcome by its index in the official list (fractal / bridge).
 
 `records(suite)` turns them into episode records in the harness's format, so the statistics code
-(stats.measure_suite / measure_aggregate) can measure "the release" as if it were a run.
+(measure/suites.py: measure_suite / measure_aggregate) can measure "the release" as if it were a run.
 This module reads only the package data and the suite YAMLs (config.load_suite).
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from mibot_eval.config import SuiteProtocol, load_suite
 from mibot_eval.errors import UserError
-from mibot_eval.results.store import RECORD_SCHEMA
+from mibot_eval.results.records import RECORD_SCHEMA, EpisodeRecord
 from mibot_eval.suites.simpler_episodes import task_episodes
 
 DATA_PACKAGE = "mibot_eval"
@@ -128,10 +128,10 @@ class ReleaseBaseline:
                     if name == source]
         return sum(outcomes), len(outcomes)
 
-    def records(self, suite: str) -> list[dict[str, Any]]:
+    def records(self, suite: str) -> list[EpisodeRecord]:
         """Synthetic episode records that reproduce the release's outcomes on `suite` (fresh copies).
 
-        Every record has the harness's fields (store.episode_record): schema, key, run ("release"),
+        Every record is an EpisodeRecord (results/records.py): schema, key, run ("release"),
         checkpoint, benchmark, suite, task_id, task_name, trial, seed, instruction, success, steps
         (None: not logged), status "ok", error None, timings {}, metrics, finished_at None, plus
         release_log (the log the outcome came from, under the release's eval_logs/).
@@ -156,7 +156,7 @@ class ReleaseBaseline:
             return self._simpler_records(suite)
         raise UserError(f"no release baseline for suite '{suite}' (known: {', '.join(self.suites())})")
 
-    def _simpler_records(self, suite: str) -> list[dict[str, Any]]:
+    def _simpler_records(self, suite: str) -> list[EpisodeRecord]:
         protocol = load_suite(suite)
         listed, checkpoint = self.simpler_suites[suite]
         outcomes = self.simpler_lists[listed]
@@ -185,7 +185,7 @@ def _key(suite: str, task_id: int, trial: int) -> str:
 def _record(
     protocol: SuiteProtocol, checkpoint: str, key: str, task_id: int | None, task_name: str,
     trial: int | None, instruction: str, success: bool, metrics: dict[str, Any], log: str,
-) -> dict[str, Any]:
+) -> EpisodeRecord:
     return {
         "schema": RECORD_SCHEMA, "key": key, "run": RUN_NAME, "checkpoint": checkpoint,
         "benchmark": protocol.benchmark, "suite": protocol.name, "task_id": task_id, "task_name": task_name,
@@ -195,7 +195,7 @@ def _record(
     }
 
 
-def _libero_records(suite: LiberoSuite, protocol: SuiteProtocol) -> list[dict[str, Any]]:
+def _libero_records(suite: LiberoSuite, protocol: SuiteProtocol) -> list[EpisodeRecord]:
     return [
         _record(protocol, suite.checkpoint, _key(suite.name, task_id, trial), task_id, task.instruction,
                 trial, task.instruction, trial < task.successes, {}, task.log)
@@ -204,7 +204,7 @@ def _libero_records(suite: LiberoSuite, protocol: SuiteProtocol) -> list[dict[st
     ]
 
 
-def _calvin_records(suite: CalvinSuite, protocol: SuiteProtocol) -> list[dict[str, Any]]:
+def _calvin_records(suite: CalvinSuite, protocol: SuiteProtocol) -> list[EpisodeRecord]:
     length = int(protocol.params.get("subtasks_per_sequence", 5))
     return [
         _record(protocol, suite.checkpoint, f"{suite.name}/rank{rank.rank}/{local}", None,
