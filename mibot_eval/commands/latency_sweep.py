@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mibot_eval.commands.arg_types import int_list as _int_list
 from mibot_eval.commands.arg_types import str_list as _str_list
 from mibot_eval.errors import UserError
+from mibot_eval.results.records import EpisodeRecord
 from mibot_eval.results.stats.rates import wilson_interval
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def sweep_dir(results_dir: Path, checkpoint: str, suite: str) -> Path:
 
 
 def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
-              records: list[dict[str, Any]]) -> dict[str, Any]:
+              records: list[EpisodeRecord]) -> dict[str, Any]:
     """One CSV row: the suite's episodes of the run at this delay."""
     from mibot_eval.results.measure.latency import latency_summary
 
@@ -118,7 +119,7 @@ def sweep_row(suite: str, delay: int, control_hz: float | None, run_dir: Path,
     }
 
 
-def motion_band(records: list[dict[str, Any]], name: str) -> tuple[float | None, ...]:
+def motion_band(records: list[EpisodeRecord], name: str) -> tuple[float | None, ...]:
     """(mean, 95% bootstrap low, high) of metrics.motion[name] over the episodes that have it."""
     from mibot_eval.results.stats.bootstrap import bootstrap_means, percentile_interval
 

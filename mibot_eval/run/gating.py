@@ -27,6 +27,7 @@ from mibot_eval.results.measure.gate_rounds import (
     success,
     unit_key,
 )
+from mibot_eval.results.records import EpisodeRecord
 from mibot_eval.results.stats.sequential import SequentialGate
 from mibot_eval.results.store import RunStore
 from mibot_eval.types import EpisodeSpec
@@ -88,13 +89,13 @@ class GateSession:
         gate does not read, in plan order."""
         return sorted(specs, key=lambda s: self._position.get(s.key, len(self._position)))
 
-    def observe(self, record: dict[str, Any]) -> str | None:
+    def observe(self, record: EpisodeRecord) -> str | None:
         """One recorded candidate episode (any order); the decision once there is one."""
         if record.get("suite") not in self.matched_suites:
             return self.gate.decision
         return self.buffer.add(record)
 
-    def on_record(self, record: dict[str, Any]) -> None:
+    def on_record(self, record: EpisodeRecord) -> None:
         """The Ledger's hook: stop the run once decided."""
         if self.gate.decision is None and self.observe(record) is not None:
             raise GateDecided(self.gate.decision)

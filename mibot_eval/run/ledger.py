@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.records import episode_record
+from mibot_eval.results.records import EpisodeRecord, episode_record
 from mibot_eval.results.store import RunStore
 from mibot_eval.types import EpisodeResult
 
@@ -25,8 +25,8 @@ class Ledger:
 
     def __init__(
         self, store: RunStore, contexts: dict[str, dict[str, Any]], total: int,
-        done: list[dict[str, Any]], desc: str, progress: bool = True,
-        on_record: Callable[[dict[str, Any]], None] | None = None,
+        done: list[EpisodeRecord], desc: str, progress: bool = True,
+        on_record: Callable[[EpisodeRecord], None] | None = None,
         replaces: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """done: the records of this run's planned episodes already on disk (a resumed run);

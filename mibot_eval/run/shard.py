@@ -21,7 +21,7 @@ from typing import Any
 
 from mibot_eval.errors import UserError
 from mibot_eval.results.lock import writer_lock
-from mibot_eval.results.records import utc_now
+from mibot_eval.results.records import EpisodeRecord, utc_now
 from mibot_eval.results.store import RunStore, write_atomic
 
 MAX_LISTED = 20
@@ -161,7 +161,7 @@ def _merge_locked(run_dirs: list[Path], out: Path) -> dict[str, Any]:
             "runs": len(run_dirs), "out": out, "mixed_runtime": mixed}
 
 
-def _write_records(store: RunStore, records: list[dict[str, Any]]) -> None:
+def _write_records(store: RunStore, records: list[EpisodeRecord]) -> None:
     text = "".join(json.dumps(record, sort_keys=True, default=str) + "\n" for record in records)
     write_atomic(store.episodes_path, text.encode("utf-8"))
 

@@ -1,3 +1,4 @@
+
 """The sequential gate's rounds: which matched units it reads, in which order, and the buffer that
 feeds it complete rounds whatever order the episodes finish in (results/stats/sequential.py is the test).
 
@@ -19,12 +20,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mibot_eval.results.records import EpisodeRecord
 from mibot_eval.results.stats.sequential import SequentialGate, round_exponents
 
 ORDER = "proportional_rounds"
 
 
-def unit_key(record: Mapping[str, Any]) -> str:
+def unit_key(record: EpisodeRecord) -> str:
     """The unit a record belongs to: the key of its first deterministic copy, else its own key."""
     return str((record.get("metrics") or {}).get("repeat_of") or record.get("key"))
 
@@ -34,7 +36,7 @@ def stratum_of(key: str) -> str:
     return key.rsplit("/", 1)[0]
 
 
-def success(record: Mapping[str, Any]) -> float:
+def success(record: EpisodeRecord) -> float:
     return float(record.get("status", "ok") == "ok" and record.get("success") is True)
 
 
@@ -78,7 +80,7 @@ class RoundBuffer:
         """Recorded episodes of units the gate has not read (finished early, or after the stop)."""
         return sum(len(v) for u, v in self.outcomes.items() if self.round_of[u] >= self.next_round)
 
-    def add(self, record: Mapping[str, Any]) -> str | None:
+    def add(self, record: EpisodeRecord) -> str | None:
         """One recorded candidate episode; the gate's decision once there is one."""
         key = str(record.get("key"))
         unit = self.unit_of.get(key)
@@ -132,8 +134,8 @@ def decode_units(encoded: Mapping[str, str]) -> list[str]:
     return [f"{task}/{t}" for task, text in encoded.items() for t in decode_trials(text)]
 
 
-def replay_recorded(info: Mapping[str, Any], candidate: Iterable[Mapping[str, Any]],
-                    baseline: Iterable[Mapping[str, Any]]) -> SequentialGate | None:
+def replay_recorded(info: Mapping[str, Any], candidate: Iterable[EpisodeRecord],
+                    baseline: Iterable[EpisodeRecord]) -> SequentialGate | None:
     """The gate a run recorded in its manifest (`info` = manifest["gate"]), recomputed from the
     candidate's and the baseline's records: the same rounds, so the same verdict at the same round.
     None when the entry does not describe the rounds (a gate recorded before they existed)."""

@@ -15,14 +15,17 @@ request fired (committed_steps), Δtinf = the delay in control steps (delay_step
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from mibot_eval.results.records import EpisodeRecord
+
 PERCENTILES = (50, 95, 99)
 
 
-def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _ok(records: Sequence[EpisodeRecord]) -> list[EpisodeRecord]:
     return [r for r in records if r.get("status", "ok") == "ok" and isinstance(r.get("metrics"), dict)]
 
 
@@ -54,7 +57,7 @@ def _fraction(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def latency_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+def latency_summary(records: Sequence[EpisodeRecord]) -> dict[str, Any]:
     """Summarise the execution of a run (or of any set of episode records)."""
     ok = _ok(records)
     executions = {

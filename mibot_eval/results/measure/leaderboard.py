@@ -34,6 +34,7 @@ from mibot_eval.results.measure.suites import (
 )
 from mibot_eval.results.measure.summary import estimate_cells, full_count
 from mibot_eval.results.numbers import fmt, none_if_nan
+from mibot_eval.results.records import is_ok
 
 
 class LeaderboardRow(TypedDict, total=False):
@@ -96,7 +97,7 @@ def episode_frame(pool: Pool) -> pd.DataFrame:
     `group`) and its metrics.motion values (MOTION_COLUMNS, NaN where absent or not a number)."""
     rows = [{"group": index, **{c: motion.get(c) for c in MOTION_COLUMNS}}
             for index, group in enumerate(pool.groups.values()) for record in group.records
-            if record.get("status", "ok") != "error"
+            if is_ok(record)
             and isinstance(motion := (record.get("metrics") or {}).get("motion") or {}, Mapping)]
     frame = pd.DataFrame(rows, columns=["group", *MOTION_COLUMNS])
     for column in MOTION_COLUMNS:

@@ -11,7 +11,7 @@ from typing import Any
 
 from mibot_eval.errors import UserError
 from mibot_eval.results.measure.summary import dedupe, execution_label
-from mibot_eval.results.records import suite_of
+from mibot_eval.results.records import EpisodeRecord, suite_of
 from mibot_eval.results.store import EPISODES_FILE, MANIFEST_FILE, RunStore
 
 GroupKey = tuple[str, str, str, str, str]  # checkpoint, checkpoint_id, suite, protocol, execution
@@ -22,7 +22,7 @@ class Group:
     """Pooled episodes of one (checkpoint, suite, protocol, execution)."""
 
     key: GroupKey
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[EpisodeRecord] = field(default_factory=list)
     protocol: dict[str, Any] = field(default_factory=dict)
     runs: set[str] = field(default_factory=set)
 
