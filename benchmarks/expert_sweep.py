@@ -8,9 +8,10 @@ Each delay is an ordinary `mibot_eval.evaluate` run (`--execution async --delay-
 resumable folder under --results, records with metrics.motion); the runner's adapters are handed to
 the expert, which plans every chunk from the privileged scene of its request's observation. Prints,
 per delay, success with its 95% Wilson interval, the mean seam jump, the time to success and the
-idle steps, and writes expert_sweep.csv / expert_sweep.png with mibot_eval.latency's writer and plot.
+idle steps, and writes expert_sweep.csv / expert_sweep.png with the writer and plot of
+mibot_eval.commands.latency_sweep.
 --check-sync also runs the official sync protocol and checks that d = 0 executed the same episodes
-(equal trace hashes), as mibot_eval.execution promises.
+(equal trace hashes), as mibot_eval.run.scheduler promises.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mibot_eval  # noqa: E402
-from mibot_eval.arg_types import int_list  # noqa: E402
+from mibot_eval.commands.arg_types import int_list  # noqa: E402
+from mibot_eval.commands.latency_sweep import plot, sweep_row, write_csv  # noqa: E402
 from mibot_eval.config import load_suite  # noqa: E402
-from mibot_eval.latency import plot, sweep_row, write_csv  # noqa: E402
 from tests.scripted_expert import ScriptedExpert, expert_adapters  # noqa: E402
 
 SUITE = "libero_object"

@@ -5,7 +5,7 @@ seeded Monte Carlo where a sum of many rates makes enumeration impossible). One 
 
 Rows (each: the worst case over its grid; "size" = probability of a wrong verdict at the null's
 boundary, candidate = baseline - margin, maximised over the nuisance parameter):
-  paired margin 0       exact McNemar (results/exact.py), n 24-2000, discordance 0.005-0.3
+  paired margin 0       exact McNemar (results/stats/exact.py), n 24-2000, discordance 0.005-0.3
   paired margin         exact unconditional test ordered by Tango's statistic, n 24-2000, margins
                         1-10 pp, discordance from the margin to 0.3 (400 points, not the test's grid);
                         beside it, for contrast, the same sizes of Tango's statistic used
@@ -48,15 +48,8 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mibot_eval.results import exact  # noqa: E402
-from mibot_eval.results.intervals import (  # noqa: E402
-    mover,
-    p_above,
-    p_below,
-    paired_term,
-    rate_term,
-    tango_interval,
-)
+from mibot_eval.results.stats import exact  # noqa: E402
+from mibot_eval.results.stats.intervals import mover, p_above, p_below, paired_term, rate_term, tango_interval
 
 NS_FULL = (24, 30, 40, 50, 75, 100, 144, 200, 300, 500, 750, 1000, 1500, 2000)
 NS_QUICK = (24, 50, 100)
@@ -378,7 +371,13 @@ def _unpaired_interval_coverage(ns: Sequence[int]) -> Row:
 
 # -- the planner ---------------------------------------------------------------------------------------
 def planner_rows(alpha: float) -> list[Row]:
-    from mibot_eval.results.plan_gate import _catch_power, _exact_size, _paired_n, _paired_pass, _pass_power
+    from mibot_eval.results.measure.plan_gate import (
+        _catch_power,
+        _exact_size,
+        _paired_n,
+        _paired_pass,
+        _pass_power,
+    )
 
     cases = []
     for q in (0.02, 0.05):

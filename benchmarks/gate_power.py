@@ -23,8 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mibot_eval.results.sequential import simulate  # noqa: E402
-from mibot_eval.results.stats import newcombe_interval, p_worse_paired, z_one_sided  # noqa: E402
+from mibot_eval.results.stats.paired import p_worse_paired  # noqa: E402
+from mibot_eval.results.stats.rates import newcombe_interval, z_one_sided  # noqa: E402
+from mibot_eval.results.stats.sequential import simulate  # noqa: E402
 
 DROPS_PP = (0, 2, 5, 10, 20)
 

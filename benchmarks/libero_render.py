@@ -20,8 +20,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mibot_eval.config import load_suite  # noqa: E402
-from mibot_eval.episode import run_episode  # noqa: E402
-from mibot_eval.execution import ChunkScheduler, ExecutionConfig  # noqa: E402
+from mibot_eval.run.episode import run_episode  # noqa: E402
+from mibot_eval.run.scheduler import ChunkScheduler, ExecutionConfig  # noqa: E402
 from mibot_eval.suites.libero import LiberoAdapter  # noqa: E402
 
 

@@ -25,8 +25,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mibot_eval.config import load_suite  # noqa: E402
-from mibot_eval.episode import run_episode  # noqa: E402
-from mibot_eval.execution import ChunkScheduler, make_execution_config  # noqa: E402
+from mibot_eval.run.episode import run_episode  # noqa: E402
+from mibot_eval.run.scheduler import ChunkScheduler, make_execution_config  # noqa: E402
 from tests.fakes import ScriptedPolicy  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/replica_scaling.py [--service-ms 80] [--replicas 1,2,4,8] [--seconds 8]
 
-Each replica is what `run --replicas R` starts (mibot_eval/parallel/replicas.py: a policy server in
+Each replica is what `run --replicas R` starts (mibot_eval/serving/replicas.py: a policy server in
 its own process); the policy here takes --service-ms per forward at batch 1 and seeds one forward
 per request, like the released checkpoints (no per-sample seeds, so no batching). R clients (the
 simulators' side, RemotePolicy) send requests back to back for --seconds; the table gives chunks/s
@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mibot_eval.parallel.replicas import ReplicaServers  # noqa: E402
-from mibot_eval.policy.remote import RemotePolicy  # noqa: E402
+from mibot_eval.serving.client import RemotePolicy  # noqa: E402
+from mibot_eval.serving.replicas import ReplicaServers  # noqa: E402
 from mibot_eval.types import Observation, PolicyRequest  # noqa: E402
 
 SERVICE_ENV = "MIBOT_BENCH_SERVICE_MS"  # read in the replica processes

@@ -27,7 +27,7 @@ Bets (homogeneous, margin 0), each stopping at its first crossing of 1/alpha:
                 (closed form with scipy.special.betainc), every episode
   ONS           online Newton step bets on the discordant pairs (Cutkosky & Orabona 2018, as in
                 Shekhar & Ramdas 2023), every episode
-  gate          results/sequential.py: mixture of constant bets, tasks combined at round ends
+  gate          results/stats/sequential.py: mixture of constant bets, tasks combined at round ends
 `main_table()` returns every table (markdown); benchmarks/gate_calibration.py prints it with the
 fixed-N tests' tables.
 """
@@ -46,8 +46,8 @@ from scipy.special import betainc, betaln
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mibot_eval.results.gate_rounds import RoundBuffer, build_rounds  # noqa: E402
-from mibot_eval.results.sequential import SequentialGate, simulate_rounds  # noqa: E402
+from mibot_eval.results.measure.gate_rounds import RoundBuffer, build_rounds  # noqa: E402
+from mibot_eval.results.stats.sequential import SequentialGate, simulate_rounds  # noqa: E402
 
 ALPHA = 0.05
 TASKS, UNITS = 40, 50

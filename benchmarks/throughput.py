@@ -97,8 +97,8 @@ def run_harness(policy, results: Path, args, **kw) -> tuple[float, float | None]
 
     Also notes in CPU_SECONDS the CPU time spent meanwhile by this process and the worker processes
     (reaped when the run ends), so that cores busy = CPU seconds / wall seconds."""
-    from mibot_eval.planning import RunRequest
-    from mibot_eval.runner import execute
+    from mibot_eval.run.planning import RunRequest
+    from mibot_eval.run.runner import execute
 
     request = RunRequest(checkpoint="tiny", suites=["libero_spatial"], tasks=list(range(args.tasks)),
                          episodes_per_task=args.episodes, max_steps=args.max_steps, video="none",
@@ -174,7 +174,7 @@ def start_server() -> tuple[subprocess.Popen, str]:
 
 
 def server_policy(url: str, min_s: float = 3.0) -> dict[str, float]:
-    from mibot_eval.policy.remote import RemotePolicy
+    from mibot_eval.serving.client import RemotePolicy
 
     one = RemotePolicy(url)
     req = _request(0)

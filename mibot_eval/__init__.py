@@ -1,17 +1,18 @@
 """mibot-eval: the evaluation harness for Xiaomi-Robotics-0 on LIBERO, CALVIN and SimplerEnv.
 
-The house, from the top (each layer imports only the ones below it; tests/test_imports.py fails on
-any import cycle):
-  cli.py, results/commands.py   argument parsing; each command one call below
-  api.py                        `evaluate(...)`: the Python API, which the CLI's `run` uses
-  runner.py                     plans a run, resumes it, picks a Backend, writes the manifest
-  backend.py, parallel/         Backends: in-process, local worker processes, Ray
-  job.py, ledger.py             one episode job (wherever it runs); the single writer of results
-  episode.py, execution.py      one episode's loop; the chunk scheduler
-  planning.py                   the request and its suites' plans (data)
-  suites/, policy/, results/    simulators, models, recorded results
-  config.py, types.py, errors.py  typed YAML (data/: suites, checkpoints.yaml), the types at the
-                                  seams, the user-facing error
+The house, from the top (each room imports only rooms below it; tests/test_imports.py holds the table
+of which room may import which, and fails on any other import or an import cycle):
+  cli.py, commands/     the `mibot-eval` parser; one module per sub-command, registered in one place
+  api.py                `evaluate(...)`: the Python API, which the CLI's `run` uses
+  run/                  planning, the runner, one episode and its chunk scheduler, the ledger (the one
+                        writer), backends/ (in-process, local workers, Ray), shards, the gate's hook
+  serving/              the policy server, its client, the wire codec, policy replicas
+  results/              the run folder (typed records, store, lock); stats/ (maths), measure/
+                        (records -> numbers), views/ (report, leaderboard, charts, HTML)
+  suites/, policy/      the simulators' adapters; the model (loading, identity, prompt, seed)
+  tiny/                 the offline stand-in checkpoint
+  config.py, types.py, errors.py, exit_codes.py   typed YAML (data/: suites, checkpoints.yaml), the
+                        types at the seams, the user-facing error, the exit codes
 
 `evaluate` is imported lazily so that `import mibot_eval.config` stays cheap.
 """

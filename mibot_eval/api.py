@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from mibot_eval.errors import UserError
-from mibot_eval.planning import RunRequest
 from mibot_eval.policy.identity import policy_fingerprint
-from mibot_eval.results.summary import RunSummary, load_run
-from mibot_eval.runner import execute
+from mibot_eval.results.measure.summary import RunSummary, load_run
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 
 
 def evaluate(

@@ -4,6 +4,10 @@
 They are package data: a source checkout, `pip install .`, a wheel and `pip install git+URL` read the
 same files, from any working directory. Bad files fail here with one clear line (UserError). Protocol
 numbers are read from YAML only.
+
+Size (about 700 lines, over the house's 400): it is the package's one YAML reader, and every packaged
+YAML is validated here with its one-line errors (the suites with their variant families, checkpoints,
+aggregation rules), each in its own section, so that no other module reads the packaged YAML files.
 """
 
 from __future__ import annotations
@@ -603,3 +607,102 @@ def _missing_folder(text: str) -> str:
         " (read as a local path: it is written as one or its first part exists here)"
     return (f"no checkpoint folder '{text}'{why}: {existing} has no '{missing}'{holds}; "
             "a hub id is written owner/name")
+
+
+# -- aggregation rules (checkpoints.yaml `aggregates:`) ------------------------------------------
+RULES = ("mean_of_suites", "mean_of_tasks", "mean_of_task_groups", "chain_success")
+
+
+@dataclass(frozen=True)
+class AggregateRule:
+    """One entry of checkpoints.yaml `aggregates:` (read and validated by load_aggregates)."""
+
+    key: str  # reported-number key: an aggregate ("libero") or a suite ("simpler_google_vm")
+    name: str  # entry name ("average"; for chain_success only a label)
+    rule: str
+    suites: tuple[str, ...]
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # task groups (mean_of_task_groups)
+    length: int = 5  # chain_success
+    source: str = ""
+
+    def metrics(self) -> tuple[str, ...]:
+        """Names of the metrics the rule produces (as checkpoints.yaml `reported` spells them)."""
+        if self.rule == "chain_success":
+            return (*(f"chain_{k}" for k in range(1, self.length + 1)), "avg_len")
+        return (self.name,)
+
+
+def load_aggregates(path: Path | None = None) -> list[AggregateRule]:
+    """Read and validate checkpoints.yaml `aggregates:`; one clear UserError line when malformed.
+
+    Schema: aggregates: {KEY: {NAME: {rule, ..., source}}}, KEY being the key the release reports
+    the number under (checkpoints.yaml `reported`), NAME the metric (e.g. average):
+      rule: mean_of_suites       suites: [s1, s2, ...]   mean of the suites' success rates
+      rule: mean_of_tasks        suite: S (default KEY); tasks: [t1, ...]   mean of task rates
+      rule: mean_of_task_groups  suite, tasks as above; groups: {G: [t1, t2]} pools tasks into one
+                                 group (its members' trials pooled); other tasks are groups alone
+      rule: chain_success        suite (default KEY); length: 5   produces chain_1..chain_L and
+                                 avg_len from each record's metrics.completed
+    """
+    path = path or checkpoints_file()
+    data = _load_yaml(path)
+    section = (data or {}).get("aggregates") if isinstance(data, dict) else None
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        raise UserError(f"{path}: 'aggregates' must map a key to its metrics")
+    rules = []
+    for key, entries in section.items():
+        if not isinstance(entries, dict):
+            raise UserError(f"{path}: aggregates.{key} must map metric names to rules")
+        for name, entry in entries.items():
+            rules.append(_parse_rule(str(key), str(name), entry, f"{path}: aggregates.{key}.{name}"))
+    return rules
+
+
+def _rule_names(value: Any, where: str, field_name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{where}: '{field_name}' must be a non-empty list of names, got {value!r}")
+    return tuple(value)
+
+
+def _parse_rule(key: str, name: str, entry: Any, where: str) -> AggregateRule:
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: expected a mapping with 'rule', members and 'source'")
+    rule = entry.get("rule")
+    if rule not in RULES:
+        raise UserError(f"{where}: unknown rule {rule!r} (expected one of {', '.join(RULES)})")
+    source = entry.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise UserError(f"{where}: missing 'source' (where the rule comes from)")
+    suite = entry.get("suite", key)
+    if rule == "mean_of_suites":
+        return AggregateRule(key, name, rule, _rule_names(entry.get("suites"), where, "suites"),
+                             source=source)
+    if not isinstance(suite, str):
+        raise UserError(f"{where}: 'suite' must be a suite name, got {suite!r}")
+    if rule == "chain_success":
+        length = entry.get("length", 5)
+        if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
+            raise UserError(f"{where}: 'length' must be a positive integer, got {length!r}")
+        return AggregateRule(key, name, rule, (suite,), length=length, source=source)
+    tasks = _rule_names(entry.get("tasks"), where, "tasks")
+    pooled = entry.get("groups") or {}
+    if rule == "mean_of_tasks" and pooled:
+        raise UserError(f"{where}: 'groups' needs rule mean_of_task_groups")
+    if not isinstance(pooled, dict):
+        raise UserError(f"{where}: 'groups' must map a group name to a list of tasks")
+    member_of: dict[str, str] = {}
+    for group, members in pooled.items():
+        for task in _rule_names(members, where, f"groups.{group}"):
+            if task not in tasks or task in member_of:
+                raise UserError(f"{where}: group '{group}' member '{task}' must be listed once in 'tasks'")
+            member_of[task] = str(group)
+    groups: list[tuple[str, tuple[str, ...]]] = []
+    for task in tasks:
+        group = member_of.get(task)
+        if group is None:
+            groups.append((task, (task,)))
+        elif group not in [g for g, _ in groups]:
+            groups.append((group, tuple(_rule_names(pooled[group], where, f"groups.{group}"))))
+    return AggregateRule(key, name, rule, (suite,), tuple(groups), source=source)

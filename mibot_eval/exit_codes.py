@@ -40,3 +40,10 @@ def most_severe(*codes: int) -> int:
     """The code to exit with when several conditions hold at once (see PRECEDENCE)."""
     ranked = [c for c in PRECEDENCE if c in codes]
     return ranked[0] if ranked else max(codes, default=OK)
+
+
+def help_line() -> str:
+    """One line listing the codes, for `--help` epilogs (README: "Exit codes")."""
+    names = [(value, name.lower().replace("_", " ")) for name, value in globals().items()
+             if name.isupper() and isinstance(value, int)]
+    return "exit codes: " + ", ".join(f"{v} {n}" for v, n in sorted(names)) + " (README: Exit codes)"

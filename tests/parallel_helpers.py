@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mibot_eval.planning import RunRequest
-from mibot_eval.runner import execute
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 
 # 2 tasks x 1 trial, 12 steps (queries at steps 0 and 10): two env builds, two resets.
 LIBERO_SELECTION = dict(checkpoint="tiny", suites=["libero_spatial"], tasks=[0, 1],

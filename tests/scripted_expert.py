@@ -274,7 +274,7 @@ class ScriptedExpert:
 
 
 def attaching(expert: ScriptedExpert) -> Callable[..., Any]:
-    """A stand-in for `mibot_eval.planning.make_adapter` that attaches `expert` to what it builds."""
+    """A stand-in for `mibot_eval.run.planning.make_adapter` that attaches `expert` to what it builds."""
     from mibot_eval.suites.base import make_adapter
 
     def make(protocol: Any, **options: Any) -> Any:
@@ -286,7 +286,7 @@ def attaching(expert: ScriptedExpert) -> Callable[..., Any]:
 @contextlib.contextmanager
 def expert_adapters(expert: ScriptedExpert) -> Iterator[None]:
     """Within the block, runs (`mibot_eval.evaluate`, `runner.execute`) hand their adapters to `expert`."""
-    from mibot_eval import planning
+    from mibot_eval.run import planning
 
     original = planning.make_adapter
     planning.make_adapter = attaching(expert)

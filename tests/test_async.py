@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
 pytest.importorskip("transformers", reason="the model stack is installed by `make setup`")
 
-from mibot_eval.planning import RunRequest  # noqa: E402
-from mibot_eval.runner import execute  # noqa: E402
+from mibot_eval.run.planning import RunRequest  # noqa: E402
+from mibot_eval.run.runner import execute  # noqa: E402
 
 STEPS = 25
 
@@ -133,8 +133,8 @@ def test_overlapped_inference_gives_the_same_episode_action_by_action(tmp_path, 
     import time as _time
 
     from mibot_eval.config import load_suite
-    from mibot_eval.episode import run_episode
-    from mibot_eval.execution import ChunkScheduler, make_execution_config
+    from mibot_eval.run.episode import run_episode
+    from mibot_eval.run.scheduler import ChunkScheduler, make_execution_config
     from tests.fakes import RecordingPolicy
     from tests.parallel_fakes import FakeSimAdapter, write_suite
 

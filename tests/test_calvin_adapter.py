@@ -13,9 +13,9 @@ import yaml
 from PIL import Image
 
 from mibot_eval.config import load_suite, suites_dir
-from mibot_eval.episode import run_episode
 from mibot_eval.errors import UserError
-from mibot_eval.execution import ChunkScheduler, ExecutionConfig
+from mibot_eval.run.episode import run_episode
+from mibot_eval.run.scheduler import ChunkScheduler, ExecutionConfig
 from mibot_eval.suites import calvin_sim
 from mibot_eval.suites.base import make_adapter
 from mibot_eval.suites.calvin import (

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from mibot_eval import planning
-from mibot_eval.planning import RunRequest
-from mibot_eval.runner import execute
+from mibot_eval.run import planning
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from mibot_eval.suites.base import make_adapter
 from mibot_eval.suites.calvin import DATA_DIR, calvin_summary, load_sequences, release_order
 from tests.calvin_standin import ChunkPolicy, EnvFactory, StandInTasks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mibot_eval import chatter
+from mibot_eval.suites import chatter
 
 
 def test_quiet_sends_python_and_c_level_output_to_the_log(tmp_path, capfd) -> None:

@@ -120,7 +120,7 @@ def test_task_out_of_range(tmp_path) -> None:
 
 
 def test_task_lists_and_ranges() -> None:
-    from mibot_eval.arg_types import int_list as _int_list
+    from mibot_eval.commands.arg_types import int_list as _int_list
 
     assert _int_list("0,3,5") == [0, 3, 5]
     assert _int_list("0-3,7") == [0, 1, 2, 3, 7]

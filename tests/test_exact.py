@@ -1,5 +1,5 @@
-"""The hand-written statistics (results/exact.py, results/intervals.py) against brute force and the
-libraries that cover a special case: exact McNemar regions (scipy binomtest), the paired margin test
+"""The hand-written statistics (results/stats/exact.py, results/stats/intervals.py) against brute force
+and the libraries that cover a special case: exact McNemar regions (scipy binomtest), the paired margin test
 by trinomial enumeration, the unpaired test at margin 0 (scipy barnard_exact), the restricted MLE of
 the Farrington-Manning statistic (numerical maximisation), exact sizes, interval inversions, power."""
 
@@ -12,15 +12,8 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.stats import barnard_exact, binomtest, multinomial, norm
 
-from mibot_eval.results import exact
-from mibot_eval.results.intervals import (
-    mover,
-    p_above,
-    p_below,
-    rate_bounds,
-    rate_term,
-    tango_interval,
-)
+from mibot_eval.results.stats import exact
+from mibot_eval.results.stats.intervals import mover, p_above, p_below, rate_bounds, rate_term, tango_interval
 
 
 @pytest.mark.parametrize("n", [10, 37])

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from mibot_eval.episode import run_episode
 from mibot_eval.errors import UserError
-from mibot_eval.execution import (
+from mibot_eval.run.episode import run_episode
+from mibot_eval.run.scheduler import (
     ChunkScheduler,
     ExecutionConfig,
     delay_steps_for,

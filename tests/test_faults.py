@@ -11,8 +11,8 @@ import json
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.planning import RunRequest
-from mibot_eval.runner import execute
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import outcome, records

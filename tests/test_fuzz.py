@@ -17,7 +17,7 @@ from mibot_eval.errors import StoreError
 from mibot_eval.results.store import read_records
 
 msgpack = pytest.importorskip("msgpack", reason="the serve extra")
-from mibot_eval.parallel import codec  # noqa: E402
+from mibot_eval.serving import codec  # noqa: E402
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -59,7 +59,7 @@ def test_record_reader_on_random_json(values, torn) -> None:
 
 
 def _parse(data: bytes) -> None:
-    from mibot_eval.serve import PolicyServer
+    from mibot_eval.serving.server import PolicyServer
 
     server = PolicyServer(object(), {"name": "x", "hash": "h"})
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mibot_eval.cli import main
-from mibot_eval.results.gate import check_regression
+from mibot_eval.results.measure.gate import check_regression
 from tests.data.fixtures import libero_run, official, synthetic, task_records, write_run
 
 TEN = [20] * 10

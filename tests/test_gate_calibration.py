@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mibot_eval.results import exact
-from mibot_eval.results.plan_gate import plan_gate
+from mibot_eval.results.measure.plan_gate import plan_gate
+from mibot_eval.results.stats import exact
 
 ALPHA = 0.05
 

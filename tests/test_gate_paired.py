@@ -7,15 +7,11 @@ import math
 import pytest
 
 from mibot_eval.cli import main
-from mibot_eval.results.exact import unpaired_p_values
-from mibot_eval.results.gate import check_regression
-from mibot_eval.results.stats import (
-    holm,
-    newcombe_interval,
-    p_worse_paired,
-    wilson_interval,
-    z_two_sided,
-)
+from mibot_eval.results.measure.gate import check_regression
+from mibot_eval.results.stats.exact import unpaired_p_values
+from mibot_eval.results.stats.holm import holm
+from mibot_eval.results.stats.paired import p_worse_paired
+from mibot_eval.results.stats.rates import newcombe_interval, wilson_interval, z_two_sided
 from tests.data.fixtures import official, task_records, write_run
 
 

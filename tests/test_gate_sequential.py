@@ -16,10 +16,8 @@ import numpy as np
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.gating import _plan_units
-from mibot_eval.planning import RunRequest
-from mibot_eval.results.gate import check_regression
-from mibot_eval.results.gate_rounds import (
+from mibot_eval.results.measure.gate import check_regression
+from mibot_eval.results.measure.gate_rounds import (
     ORDER,
     RoundBuffer,
     build_rounds,
@@ -27,7 +25,7 @@ from mibot_eval.results.gate_rounds import (
     encode_trials,
     replay_recorded,
 )
-from mibot_eval.results.sequential import (
+from mibot_eval.results.stats.sequential import (
     SequentialGate,
     bet_prior,
     log_wealths,
@@ -35,7 +33,9 @@ from mibot_eval.results.sequential import (
     simulate,
     simulate_rounds,
 )
-from mibot_eval.runner import execute
+from mibot_eval.run.gating import _plan_units
+from mibot_eval.run.planning import RunRequest, repeats
+from mibot_eval.run.runner import execute
 from mibot_eval.types import EpisodeSpec
 from tests.parallel_fakes import write_suite
 
@@ -258,7 +258,8 @@ def test_a_unit_is_compared_with_a_unit_once_all_its_copies_are_in() -> None:
 def test_plan_units_group_copies_by_the_adapters_repeat_of() -> None:
     specs = [EpisodeSpec("w", 0, "t", trial, 0) for trial in range(6)]
     adapter = SimpleNamespace(repeat_of=lambda s: None if s.trial < 2 else f"w/0/{s.trial % 2}")
-    plan = SimpleNamespace(protocol=SimpleNamespace(name="w"), adapter=adapter, episodes=specs)
+    plan = SimpleNamespace(protocol=SimpleNamespace(name="w"), repeat_of=repeats(adapter, specs),
+                           episodes=specs)
     assert _plan_units([plan], {"w"}) == {"w/0/0": ["w/0/0", "w/0/2", "w/0/4"],
                                           "w/0/1": ["w/0/1", "w/0/3", "w/0/5"]}
 

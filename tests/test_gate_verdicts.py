@@ -13,15 +13,16 @@ from scipy.stats import binom, binomtest
 
 from mibot_eval import exit_codes
 from mibot_eval.cli import main
-from mibot_eval.results import differences
-from mibot_eval.results.exact import unpaired_probability, unpaired_region
-from mibot_eval.results.gate import check_regression
-from mibot_eval.results.gate_rounds import ORDER, encode_units
-from mibot_eval.results.paired import Pair, PairCounts
-from mibot_eval.results.release_compare import release_rows
-from mibot_eval.results.reported import EXACT_FIGURE, difference_to_reported, release_reference
-from mibot_eval.results.stats import Rate, rate_estimate, wilson_interval
-from mibot_eval.results.summary import load_run
+from mibot_eval.results.measure.gate import check_regression
+from mibot_eval.results.measure.gate_rounds import ORDER, encode_units
+from mibot_eval.results.measure.release_compare import release_rows
+from mibot_eval.results.measure.reported import EXACT_FIGURE, difference_to_reported, release_reference
+from mibot_eval.results.measure.suites import rate_estimate
+from mibot_eval.results.measure.summary import load_run
+from mibot_eval.results.stats import differences
+from mibot_eval.results.stats.exact import unpaired_probability, unpaired_region
+from mibot_eval.results.stats.paired import Pair, PairCounts
+from mibot_eval.results.stats.rates import Rate, wilson_interval
 from tests.data.fixtures import libero_run, official, task_records, write_run
 
 LIBERO = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
@@ -250,8 +251,10 @@ def test_plan_gate_prints_episodes_per_task_and_refuses_bad_input(tmp_path, caps
 
 
 def test_leaderboard_and_html_name_the_interval_method(tmp_path) -> None:
-    from mibot_eval.results.html import leaderboard_table
-    from mibot_eval.results.leaderboard import build_rows, collect, to_markdown
+    from mibot_eval.results.measure.leaderboard import build_rows
+    from mibot_eval.results.measure.pooling import collect
+    from mibot_eval.results.views.html import leaderboard_table
+    from mibot_eval.results.views.leaderboard import to_markdown
 
     run = libero_run(tmp_path, "r", {s: [49] * 10 for s in LIBERO})
     rows = build_rows(collect([run]))

@@ -16,10 +16,10 @@ import pytest
 
 from mibot_eval.cli import main
 from mibot_eval.errors import StoreError
-from mibot_eval.planning import RunRequest
-from mibot_eval.results.report import report_run
 from mibot_eval.results.store import RunStore, read_records
-from mibot_eval.runner import execute
+from mibot_eval.results.views.report import report_run
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from tests.data.fixtures import libero_run, official, task_records, write_run
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite
@@ -104,7 +104,7 @@ def test_parallel_counters_accumulate_and_files_follow_the_umask(tmp_path, fakes
 
 def test_a_worker_killed_while_starting_is_replaced(tmp_path, fakesim, monkeypatch) -> None:
     """Item 4: a start failure is a crash (replace, retry); only repeated ones stop the run."""
-    from mibot_eval.parallel import local
+    from mibot_eval.run.backends import local
 
     spawn = local.LocalPool._spawn
     killed: list[int] = []
@@ -136,7 +136,7 @@ def test_a_worker_killed_while_starting_is_replaced(tmp_path, fakesim, monkeypat
 
 def test_the_progress_bar_counts_errors_recorded_earlier(tmp_path) -> None:
     """Item 5: a resumed run's bar starts from the records on disk, errors included."""
-    from mibot_eval.ledger import Ledger
+    from mibot_eval.run.ledger import Ledger
 
     store = RunStore(tmp_path / "run")
     done = task_records("libero_spatial", 0, 2, 3, errors=2)
@@ -205,7 +205,7 @@ def test_an_episode_recorded_twice_with_different_outcomes_is_named(tmp_path) ->
 
 def test_leaderboard_intervals_are_rounded_once(tmp_path) -> None:
     """Item 10: 180/181 = 99.4475%: the report prints 99.4, and so must the leaderboard (not 99.5)."""
-    from mibot_eval.results.leaderboard import rebuild
+    from mibot_eval.results.views.leaderboard import rebuild
 
     run_dir = libero_run(tmp_path, "r181", {"libero_spatial": [180]}, episodes=181)
     report = report_run(run_dir)

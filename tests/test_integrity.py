@@ -18,14 +18,15 @@ import pytest
 
 import mibot_eval
 from mibot_eval import exit_codes
-from mibot_eval.cli import main, run_exit_code
+from mibot_eval.cli import main
+from mibot_eval.commands.run import run_exit_code
 from mibot_eval.errors import UserError
-from mibot_eval.planning import RunRequest
 from mibot_eval.policy.identity import policy_fingerprint
 from mibot_eval.results.lock import LOCK_FILE, writer_lock
+from mibot_eval.results.measure.summary import load_run
 from mibot_eval.results.store import RunStore
-from mibot_eval.results.summary import load_run
-from mibot_eval.runner import execute
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from tests.fakes import InterruptAt, ScriptedPolicy
 from tests.parallel_fakes import write_suite
 
@@ -160,7 +161,7 @@ def cli_run(tmp_path, fakesim, checkpoint_dir, monkeypatch):
     """`mibot-eval run` on a fake suite, the checkpoint's policy replaced by `policy`."""
 
     def run(suite: Path, policy, *args: str, run_name: str = "r") -> int:
-        monkeypatch.setattr("mibot_eval.runner.load_policy", lambda resolved, device: policy)
+        monkeypatch.setattr("mibot_eval.run.runner.load_policy", lambda resolved, device: policy)
         return main(["run", "--checkpoint", str(checkpoint_dir), "--suites", str(suite),
                      "--results", str(tmp_path / "results"), "--run", run_name, "--video", "none",
                      "--workers", "0", "--no-report", *args])
@@ -257,8 +258,8 @@ def test_retry_errors_replaces_the_errored_records(tmp_path, cli_run, capsys) ->
 def test_a_replaced_record_is_atomic_under_a_kill(tmp_path) -> None:
     """The replacement is one appended line: torn, the error stays in force; whole, it wins; merge
     and every reader see one record per key."""
-    from mibot_eval.results.store import episode_record
-    from mibot_eval.shard import merge_runs
+    from mibot_eval.results.records import episode_record
+    from mibot_eval.run.shard import merge_runs
     from mibot_eval.types import EpisodeResult, EpisodeSpec
 
     store = RunStore(tmp_path / "run")
@@ -425,7 +426,7 @@ def test_workers_zero_runs_in_this_process(tmp_path, fakesim, checkpoint_dir) ->
 
 
 def test_host_info_names_the_gpu_where_nvidia_smi_answers(tmp_path, monkeypatch) -> None:
-    from mibot_eval.results.manifest import host_info
+    from mibot_eval.run.manifest import host_info
 
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 570.124.06'\necho 'NVIDIA H200, 570.124.06'\n")

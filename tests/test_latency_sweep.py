@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from mibot_eval.latency import (
+from mibot_eval.commands.latency_sweep import (
     CSV_NAME,
     PNG_NAME,
     SweepRequest,
@@ -17,7 +17,8 @@ from mibot_eval.latency import (
     run_sweep,
     sweep_delays,
 )
-from mibot_eval.results.latency_stats import latency_markdown, latency_summary
+from mibot_eval.results.measure.latency import latency_summary
+from mibot_eval.results.views.latency import latency_markdown
 
 ASYNC = {"mode": "async", "replan_steps": 10, "delay": "fixed", "delay_steps": 6,
          "control_hz": 20.0, "prefix": True}
@@ -123,7 +124,7 @@ def test_sweep_runs_one_resumable_run_per_delay(tmp_path) -> None:
 
 
 def test_a_sweep_row_fills_every_csv_column_and_bootstraps_motion_bands(tmp_path) -> None:
-    from mibot_eval.latency import CSV_FIELDS, sweep_row
+    from mibot_eval.commands.latency_sweep import CSV_FIELDS, sweep_row
 
     records = []
     for i, (jump, tts) in enumerate([(0.1, 1.0), (0.3, None), (0.2, 2.0)]):

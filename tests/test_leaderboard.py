@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from mibot_eval.cli import main
-from mibot_eval.results.commands import publish_run
-from mibot_eval.results.leaderboard import LEADERBOARD_COLUMNS, rebuild
+from mibot_eval.results.measure.leaderboard import LEADERBOARD_COLUMNS
+from mibot_eval.results.views.leaderboard import rebuild
+from mibot_eval.results.views.publish import publish_run
 from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, task_records, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")

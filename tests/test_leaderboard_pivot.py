@@ -11,16 +11,8 @@ import pytest
 
 from mibot_eval.cli import main
 from mibot_eval.errors import UserError
-from mibot_eval.results.html import published_table
-from mibot_eval.results.leaderboard import (
-    LEADERBOARD_COLUMNS,
-    MOTION_COLUMNS,
-    PIVOT_COLUMNS,
-    build_pivot,
-    published_markdown,
-    rebuild,
-)
-from mibot_eval.results.published import (
+from mibot_eval.results.measure.leaderboard import LEADERBOARD_COLUMNS, MOTION_COLUMNS
+from mibot_eval.results.measure.published import (
     HEADLINES,
     PUBLISHED_COLUMNS,
     headline,
@@ -28,6 +20,9 @@ from mibot_eval.results.published import (
     parse_figures,
     published_frame,
 )
+from mibot_eval.results.views.html import published_table
+from mibot_eval.results.views.leaderboard import published_markdown, rebuild
+from mibot_eval.results.views.pivot import PIVOT_COLUMNS, build_pivot
 from tests.data.fixtures import libero_run, official, task_records, write_run
 
 ROOT = Path(__file__).resolve().parents[1]

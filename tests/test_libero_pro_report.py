@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.robustness import build_report, render_markdown, write_report
+from mibot_eval.results.measure.robustness import build_report
+from mibot_eval.results.views.robustness import render_markdown, write_report
 from tests.data.fixtures import official, task_records, write_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from mibot_eval.config import load_suite
-from mibot_eval.episode import run_episode
-from mibot_eval.execution import ChunkScheduler, ExecutionConfig
+from mibot_eval.run.episode import run_episode
+from mibot_eval.run.scheduler import ChunkScheduler, ExecutionConfig
 from mibot_eval.suites.libero import LiberoAdapter, placed_bodies
 from tests.fakes import RecordingPolicy
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mibot_eval.execution import ChunkScheduler, ExecutionConfig
-from mibot_eval.motion import ChunkRecord, Executed, motion_metrics
+from mibot_eval.run.motion import ChunkRecord, Executed, motion_metrics
+from mibot_eval.run.scheduler import ChunkScheduler, ExecutionConfig
 
 SYNC = ExecutionConfig("sync", replan_steps=4, control_hz=10.0)
 HOLD = np.array([0, 0, 0, 0, 0, 0, -1.0])

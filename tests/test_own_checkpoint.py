@@ -18,7 +18,7 @@ import mibot_eval
 from mibot_eval import config
 from mibot_eval.config import CheckpointInfo, load_checkpoints, resolve_checkpoint
 from mibot_eval.errors import UserError
-from mibot_eval.planning import RunRequest, checkpoint_label, plan_suites
+from mibot_eval.run.planning import RunRequest, checkpoint_label, plan_suites
 from tests.parallel_fakes import write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,8 +179,8 @@ class ZeroPolicy:
 def test_like_is_recorded_in_the_manifest_and_the_report_uses_its_numbers(tmp_path, fakesim) -> None:
     """--like: a local folder run with the suites of --suites and the robot type and reported numbers
     of the listed checkpoint; the manifest says what was inherited, the report compares with them."""
-    from mibot_eval.results.summary import load_run
-    from mibot_eval.runner import execute
+    from mibot_eval.results.measure.summary import load_run
+    from mibot_eval.run.runner import execute
 
     suite = write_suite(tmp_path, tasks=1, episodes=1, max_steps=6)
     folder = _folder(tmp_path / "exp1" / "checkpoint-12000")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.parallel.plan import WorkQueue, group_by_task, partition
-from mibot_eval.planning import RunRequest
-from mibot_eval.runner import execute
+from mibot_eval.run.backends.work_queue import WorkQueue, group_by_task, partition
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from mibot_eval.types import EpisodeSpec, Observation, PolicyRequest
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite
@@ -189,7 +189,7 @@ def test_libero_with_policy_replicas_matches_single_process(tmp_path, tiny_check
 
 
 def test_ray_replicas_share_a_gpu_when_there_are_more_replicas_than_gpus() -> None:
-    from mibot_eval.parallel.ray_backend import replica_gpu_share
+    from mibot_eval.run.backends.ray import replica_gpu_share
 
     assert replica_gpu_share(0, 4) == 0.0  # CPU cluster: no GPU request
     assert replica_gpu_share(1, 1) == 1.0 and replica_gpu_share(2, 2) == 1.0

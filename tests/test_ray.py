@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from mibot_eval.planning import RunRequest
-from mibot_eval.runner import execute
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import libero_request, outcome, records, reference_outcome
@@ -49,8 +49,8 @@ def test_ray_lost_actor_costs_only_its_episode(tmp_path, fakesim, checkpoint_dir
 
 def test_unreachable_ray_address_is_one_line(tmp_path) -> None:
     from mibot_eval.errors import UserError
-    from mibot_eval.parallel.options import validate
-    from mibot_eval.parallel.ray_backend import RayBackend
+    from mibot_eval.run.backends.options import validate
+    from mibot_eval.run.backends.ray import RayBackend
 
     request = RunRequest(checkpoint="tiny", backend="ray", ray_address="127.0.0.1:1", workers=1)
     with pytest.raises(UserError, match="no Ray cluster answers at 127.0.0.1:1"):

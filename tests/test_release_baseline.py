@@ -14,10 +14,10 @@ from types import ModuleType
 
 import pytest
 
-from mibot_eval.config import load_suite
-from mibot_eval.results.release_baseline import load_release_baseline
-from mibot_eval.results.stats import AggregateRule, SuiteStats, measure_aggregate, measure_suite
-from mibot_eval.results.summary import full_count, load_aggregates
+from mibot_eval.config import AggregateRule, load_aggregates, load_suite
+from mibot_eval.results.measure.release_baseline import load_release_baseline
+from mibot_eval.results.measure.suites import SuiteStats, measure_aggregate, measure_suite
+from mibot_eval.results.measure.summary import full_count
 from mibot_eval.suites.simpler import SimplerAdapter
 from tests.conftest import SHARED
 
@@ -289,10 +289,11 @@ def test_records_are_fresh_copies() -> None:
 
 
 def test_loader_keeps_the_import_graph_one_way() -> None:
-    code = ("import sys, mibot_eval.results.release_baseline as m; m.load_release_baseline(); "
+    code = ("import sys, mibot_eval.results.measure.release_baseline as m; m.load_release_baseline(); "
             "import json; print(json.dumps(sorted(n for n in sys.modules if n.startswith('mibot_eval.'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(done.stdout))
-    assert not loaded & {f"mibot_eval.results.{m}" for m in ("report", "leaderboard", "gate", "html")}
-    source = (REPO / "mibot_eval" / "results" / "release_baseline.py").read_text()
+    assert not {n for n in loaded if n.startswith("mibot_eval.results.views")}
+    assert not loaded & {f"mibot_eval.results.measure.{m}" for m in ("leaderboard", "gate", "gate_rows")}
+    source = (REPO / "mibot_eval" / "results" / "measure" / "release_baseline.py").read_text()
     assert "shared" not in source and "parents[" not in source  # package data only, never ../shared

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mibot_eval.config import checkpoints_file
+from mibot_eval.config import checkpoints_file, load_aggregates
 from mibot_eval.errors import UserError
-from mibot_eval.results.commands import publish_run
-from mibot_eval.results.report import report_run
-from mibot_eval.results.summary import (
-    compare_reported,
-    execution_label,
-    full_count,
-    load_aggregates,
-    load_run,
-)
+from mibot_eval.results.measure.summary import compare_reported, execution_label, full_count, load_run
+from mibot_eval.results.views.publish import publish_run
+from mibot_eval.results.views.report import report_run
 from tests.data.fixtures import chain_records, copy_recorded, libero_run, official, task_records, write_run
 
 
@@ -69,7 +63,7 @@ MOVER (Clopper-Pearson terms),0,,,,,true,98.7,,
 def test_report_csv_is_the_frame_in_the_pinned_cell_format(partial_run) -> None:
     """report.csv comes from a pandas DataFrame; its bytes are those the csv-module writer wrote
     (true/false, empty for None, estimates rounded once to 2 decimals)."""
-    from mibot_eval.results.report import REPORT_COLUMNS, report_frame
+    from mibot_eval.results.views.report import REPORT_COLUMNS, report_frame
 
     report_run(partial_run)
     assert (partial_run / "report.csv").read_text() == REPORT_CSV
@@ -176,7 +170,7 @@ def test_report_compares_each_task_with_the_release_logs(tmp_path) -> None:
 
 
 def test_report_shows_episode_agreement_with_the_release_for_simplerenv(tmp_path) -> None:
-    from mibot_eval.results.release_baseline import load_release_baseline
+    from mibot_eval.results.measure.release_baseline import load_release_baseline
 
     release = load_release_baseline().records("simpler_widowx")[:24]  # the carrot task's first 24
     flipped = {release[0]["key"], release[1]["key"]}

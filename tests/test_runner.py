@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mibot_eval.planning import RunRequest
-from mibot_eval.runner import execute
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from tests.fakes import InterruptAt, ScriptedPolicy
 
 pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")

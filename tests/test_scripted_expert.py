@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 import mibot_eval
-from mibot_eval.results.gate import check_regression, render_gate
-from mibot_eval.results.report import report_run
-from mibot_eval.results.summary import RunSummary
+from mibot_eval.results.measure.gate import check_regression
+from mibot_eval.results.measure.summary import RunSummary
+from mibot_eval.results.views.gate import render_gate
+from mibot_eval.results.views.report import report_run
 from mibot_eval.types import Observation, PolicyRequest
 from tests.scripted_expert import MISCALIBRATED, Gains, Scene, ScriptedExpert, expert_adapters, plan_chunk
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from mibot_eval.config import load_suite
-from mibot_eval.planning import RunRequest
 from mibot_eval.policy.seed import release_seed
-from mibot_eval.runner import execute
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
 from mibot_eval.types import Observation, PolicyRequest
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite
@@ -70,8 +70,8 @@ def test_in_process_and_workers_send_the_same_release_seeds(tmp_path, fake_suite
 
 def test_the_policy_server_passes_the_clients_seed_to_the_model() -> None:
     pytest.importorskip("websockets", reason="the serve extra")
-    from mibot_eval.policy.remote import RemotePolicy
-    from mibot_eval.serve import PolicyServer
+    from mibot_eval.serving.client import RemotePolicy
+    from mibot_eval.serving.server import PolicyServer
 
     behind = SeedRecordingPolicy()
     server = PolicyServer(behind, {"name": "s", "hash": "sha256:0"}, port=0)
@@ -93,7 +93,7 @@ def test_the_policy_server_passes_the_clients_seed_to_the_model() -> None:
 
 def test_a_run_through_the_server_records_the_release_seeds(tmp_path, fake_suite) -> None:
     pytest.importorskip("websockets", reason="the serve extra")
-    from mibot_eval.serve import PolicyServer
+    from mibot_eval.serving.server import PolicyServer
 
     behind = SeedRecordingPolicy()
     server = PolicyServer(behind, {"name": "ckpt", "hash": "sha256:0", "source": "t", "revision": None},

@@ -21,9 +21,9 @@ pytest.importorskip("websockets", reason="the serve extra: pip install 'mibot-ev
 from websockets.sync.client import connect  # noqa: E402
 
 from mibot_eval.errors import UserError  # noqa: E402
-from mibot_eval.parallel import codec  # noqa: E402
-from mibot_eval.policy.remote import RemotePolicy, RemotePolicyError  # noqa: E402
-from mibot_eval.serve import PolicyServer  # noqa: E402
+from mibot_eval.serving import codec  # noqa: E402
+from mibot_eval.serving.client import RemotePolicy, RemotePolicyError  # noqa: E402
+from mibot_eval.serving.server import PolicyServer  # noqa: E402
 from mibot_eval.types import Observation, PolicyRequest  # noqa: E402
 from tests.fakes import ScriptedPolicy  # noqa: E402
 from tests.parallel_helpers import libero_request, outcome, records, reference_outcome  # noqa: E402
@@ -191,8 +191,8 @@ def test_requests_from_many_clients_are_batched(server) -> None:
 
 def test_libero_run_through_the_server_matches_in_process(tmp_path, tiny_checkpoint) -> None:
     pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
-    from mibot_eval.runner import execute
-    from mibot_eval.serve import make_server
+    from mibot_eval.run.runner import execute
+    from mibot_eval.serving.server import make_server
 
     expected = reference_outcome()
     srv = make_server("tiny", device="cpu", port=0)
@@ -209,7 +209,7 @@ def test_libero_run_through_the_server_matches_in_process(tmp_path, tiny_checkpo
 
 def test_run_refuses_a_server_with_another_checkpoint(tmp_path, server) -> None:
     pytest.importorskip("libero", reason="LIBERO is installed by `make setup`")
-    from mibot_eval.runner import execute
+    from mibot_eval.run.runner import execute
 
     with pytest.raises(UserError, match="serves checkpoint 'scripted', not 'tiny'"):
         execute(libero_request(tmp_path, policy_url=server.url))

@@ -17,9 +17,9 @@ pytest.importorskip("websockets", reason="the serve extra: pip install 'mibot-ev
 from websockets.sync.client import connect  # noqa: E402
 
 from mibot_eval.errors import UserError  # noqa: E402
-from mibot_eval.parallel import codec  # noqa: E402
-from mibot_eval.policy.remote import RemotePolicy, RemotePolicyError  # noqa: E402
-from mibot_eval.serve import PolicyServer  # noqa: E402
+from mibot_eval.serving import codec  # noqa: E402
+from mibot_eval.serving.client import RemotePolicy, RemotePolicyError  # noqa: E402
+from mibot_eval.serving.server import PolicyServer  # noqa: E402
 from mibot_eval.types import Observation, PolicyRequest  # noqa: E402
 from tests.fakes import ScriptedPolicy  # noqa: E402
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.planning import RunRequest
-from mibot_eval.runner import execute
-from mibot_eval.shard import merge_runs
+from mibot_eval.run.planning import RunRequest
+from mibot_eval.run.runner import execute
+from mibot_eval.run.shard import merge_runs
 from tests.fakes import ScriptedPolicy
 from tests.parallel_fakes import write_suite
 from tests.parallel_helpers import libero_request, outcome, records, reference_outcome

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from mibot_eval.config import load_suite
-from mibot_eval.episode import run_episode
 from mibot_eval.errors import UserError
-from mibot_eval.execution import ChunkScheduler, ExecutionConfig
+from mibot_eval.run.episode import run_episode
+from mibot_eval.run.scheduler import ChunkScheduler, ExecutionConfig
 from mibot_eval.suites.simpler import SimplerAdapter
 from mibot_eval.suites.simpler_convert import (
     bridge_state,

@@ -112,7 +112,7 @@ def test_yaml_limits_and_rates_come_from_the_list(suite: str) -> None:
 def test_task_names_and_aggregation_match_the_reported_numbers() -> None:
     """checkpoints.yaml's aggregation rule (drawer pooling) turns the reported per-task numbers
     into the reported averages, with the suite YAMLs' task names and episode counts."""
-    from mibot_eval.results.summary import load_aggregates
+    from mibot_eval.config import load_aggregates
 
     checkpoints = load_checkpoints()
     rules = {rule.key: rule for rule in load_aggregates() if rule.key in SUITES}

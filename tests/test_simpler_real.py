@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mibot_eval.config import load_suite
-from mibot_eval.episode import run_episode
 from mibot_eval.errors import UserError
-from mibot_eval.execution import ChunkScheduler, ExecutionConfig
+from mibot_eval.run.episode import run_episode
+from mibot_eval.run.scheduler import ChunkScheduler, ExecutionConfig
 from tests.fakes import ScriptedPolicy
 
 pytest.importorskip("mani_skill2_real2sim", reason="SimplerEnv is installed by `make setup-simpler`")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mibot_eval.parallel import sizing
+from mibot_eval.run.backends import sizing
 
 
 def test_auto_workers_leaves_a_core_and_fits_memory_and_episodes(monkeypatch) -> None:
@@ -25,8 +25,8 @@ def test_eta_is_labelled_an_estimate() -> None:
 
 
 def test_the_run_says_what_it_chose(tmp_path, fakesim, capsys, monkeypatch) -> None:
-    from mibot_eval.planning import RunRequest
-    from mibot_eval.runner import execute
+    from mibot_eval.run.planning import RunRequest
+    from mibot_eval.run.runner import execute
     from tests.fakes import ScriptedPolicy
     from tests.parallel_fakes import write_suite
 
@@ -50,9 +50,9 @@ def test_auto_replicas_fit_the_gpu_and_the_simulators() -> None:
 
 
 def _auto(monkeypatch, tmp_path, gpu: list[float], checkpoint: str, policy=None, **request):
-    from mibot_eval import runner
     from mibot_eval.config import CheckpointInfo
-    from mibot_eval.planning import RunRequest
+    from mibot_eval.run import runner
+    from mibot_eval.run.planning import RunRequest
 
     monkeypatch.setattr(sizing.os, "cpu_count", lambda: 16)
     monkeypatch.setattr(sizing, "available_memory_gb", lambda: 100.0)
@@ -64,7 +64,7 @@ def _auto(monkeypatch, tmp_path, gpu: list[float], checkpoint: str, policy=None,
 
 
 def test_a_released_checkpoint_on_a_gpu_gets_replicas(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr("mibot_eval.runner.auto_workers", lambda episodes: (15, "16 cores"))
+    monkeypatch.setattr("mibot_eval.run.runner.auto_workers", lambda episodes: (15, "16 cores"))
     chosen = _auto(monkeypatch, tmp_path, [139.0], "Xiaomi-Robotics-0-LIBERO")
     assert (chosen.workers, chosen.replicas) == (15, 4)
     assert _auto(monkeypatch, tmp_path, [], "Xiaomi-Robotics-0-LIBERO").replicas is None  # no GPU

@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from mibot_eval.results.intervals import AVG_LEN_METHOD, MOVER_METHOD, RATE_METHOD
-from mibot_eval.results.stats import (
-    Rate,
-    bootstrap_means,
-    chain_counts,
-    holm,
-    mean_of_group_means,
-    measure_suite,
-    newcombe_interval,
-    wilson_interval,
-    z_two_sided,
-)
-from mibot_eval.results.summary import load_aggregates, measure
+from mibot_eval.config import load_aggregates
+from mibot_eval.results.measure.suites import chain_counts, mean_of_group_means, measure_suite
+from mibot_eval.results.measure.summary import measure
+from mibot_eval.results.stats.bootstrap import bootstrap_means
+from mibot_eval.results.stats.holm import holm
+from mibot_eval.results.stats.intervals import AVG_LEN_METHOD, MOVER_METHOD, RATE_METHOD
+from mibot_eval.results.stats.rates import Rate, newcombe_interval, wilson_interval, z_two_sided
 from tests.data.fixtures import chain_records, task_records
 
 RULES = {(r.key, r.name): r for r in load_aggregates()}
@@ -164,7 +158,7 @@ def test_errored_calvin_sequences_are_failures_of_their_first_subtask() -> None:
     assert suite.tasks["b"].rate == Rate(0, 1) and "x" not in suite.tasks
     # the shipped sequence file is found from the suite's protocol when measuring a run
     from mibot_eval.config import load_suite
-    from mibot_eval.results.summary import measure
+    from mibot_eval.results.measure.summary import measure
 
     protocol = {"calvin_abc_d": {"protocol": load_suite("calvin_abc_d").as_dict()}}
     first = "rotate_blue_block_right"  # sequence 0 of eval_sequences.json

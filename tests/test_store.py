@@ -7,7 +7,8 @@ import json
 import pytest
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.store import RunStore, episode_record
+from mibot_eval.results.records import episode_record
+from mibot_eval.results.store import RunStore
 from mibot_eval.types import EpisodeResult, EpisodeSpec
 
 

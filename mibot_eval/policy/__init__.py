@@ -1,6 +1,7 @@
-"""Policies: the Policy protocol (base.py), the checkpoint through transformers (hf.py), the policy
-server's client (remote.py), the official prompt (prompt.py), the release's per-request seed
-(seed.py), and finding, fingerprinting and loading a checkpoint (checkpoint.py, load.py).
-May import: config, types, errors, parallel.codec (the wire format). Never suites/, results/ or
-the runner.
+"""The model side: the Policy protocol (base.py), the checkpoint through transformers (hf.py), the
+official prompt (prompt.py), the release's per-request seed (seed.py), finding, fingerprinting and
+loading a checkpoint (checkpoint.py, load.py) and what identifies a policy object (identity.py).
+
+May import: config, types, errors, tiny/ (the offline checkpoint). Never suites/, results/, serving/
+or run/ (the policy server's client is serving/client.py).
 """

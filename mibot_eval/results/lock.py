@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mibot_eval.errors import UserError
-from mibot_eval.results.store import utc_now
+from mibot_eval.results.records import utc_now
 
 LOCK_FILE = "writer.lock"
 

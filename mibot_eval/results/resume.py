@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mibot_eval.errors import UserError
+from mibot_eval.results.records import EpisodeRecord
 
 RUNTIME_PACKAGES = ("torch", "transformers")
 _RUNTIME_FIELDS = (("dtype", "dtype"), ("attn_implementation", "attention kernel"),
@@ -87,7 +88,7 @@ def check_identity(run_dir: Any, recorded: Mapping[str, Any], current: Mapping[s
             )
 
 
-def check_records(run_dir: Any, records: Sequence[Mapping[str, Any]], suite_hashes: Mapping[str, Any],
+def check_records(run_dir: Any, records: Sequence[EpisodeRecord], suite_hashes: Mapping[str, Any],
                   checkpoint_hash: str | None) -> None:
     """Every record must carry its suite's protocol hash and the run's checkpoint id."""
     for record in records:

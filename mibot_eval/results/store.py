@@ -3,8 +3,9 @@
 A run directory holds:
   manifest.json    what makes the run reproducible and comparable (checkpoint identity, protocols,
                    execution mode, package versions, git commit); rewritten atomically.
-  episodes.jsonl   one record per finished episode, appended durably; a torn last line left by a
-                   kill is dropped on the next open, so a rerun resumes without loss or duplicates.
+  episodes.jsonl   one record per finished episode (results/records.py: EpisodeRecord), appended
+                   durably; a torn last line left by a kill is dropped on the next open, so a
+                   rerun resumes without loss or duplicates.
                    An episode rerun by `run --retry-errors` is appended again: the latest line
                    for a key is its record (RunStore.records() gives one per key).
   writer.lock      held (fcntl) by the one command writing the folder (results/lock.py).
@@ -17,74 +18,19 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mibot_eval.errors import StoreError
 from mibot_eval.results import resume
-from mibot_eval.types import EpisodeResult
+from mibot_eval.results.records import EpisodeRecord, record_problem, utc_now
 
-RECORD_SCHEMA = 1
 EPISODES_FILE = "episodes.jsonl"
 MANIFEST_FILE = "manifest.json"
 LATEST_FIELDS = ("selection", "expected_episodes", "updated_at", "shard")  # the latest invocation's
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def episode_record(result: EpisodeResult, context: dict[str, Any]) -> dict[str, Any]:
-    """The JSON record of one episode: the spec's fields, the outcome, and run context."""
-    spec = asdict(result.spec)
-    return {
-        "schema": RECORD_SCHEMA,
-        "key": result.spec.key,
-        **context,
-        **spec,
-        "success": bool(result.success),
-        "steps": int(result.steps),
-        "status": result.status,
-        "error": result.error,
-        "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
-        "metrics": result.metrics,
-        "finished_at": utc_now(),
-    }
-
-
-# field -> (allowed types, required): what a record must hold to be measured (issue: "false" is True)
-RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "key": ((str,), True),
-    "suite": ((str,), False),
-    "success": ((bool,), True),
-    "status": ((str,), False),
-    "task_id": ((int, type(None)), False),
-    "trial": ((int, type(None)), False),
-    "metrics": ((dict,), False),
-    "timings": ((dict,), False),
-}
-STATUSES = ("ok", "error")
-
-
-def _record_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not a record (an object)"
-    for name, (types, required) in RECORD_FIELDS.items():
-        if name not in record:
-            if required:
-                return f"no '{name}' field"
-            continue
-        value = record[name]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            return f"'{name}' is {value!r} ({type(value).__name__})"
-    if record.get("status", "ok") not in STATUSES:
-        return f"'status' is {record.get('status')!r}, not one of {STATUSES}"
-    return None
-
-
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
+def read_records(path: Path) -> Iterator[EpisodeRecord]:
     """Complete records of an episodes file; a torn trailing line (killed mid-write) is skipped.
 
     Anything else that is not a valid record (not JSON, not an object, a field of the wrong type)
@@ -107,20 +53,20 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError as exc:
                 problem = f"not JSON ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
             else:
-                problem = _record_problem(record)
+                problem = record_problem(record)
             if problem:
                 raise StoreError(f"{path}:{number}: malformed episode record: {problem}; repair or "
                                  "delete that line (a rerun of the run then repeats that episode)")
-            yield record
+            yield cast(EpisodeRecord, record)  # validated by record_problem
 
 
-def latest_per_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def latest_per_key(records: Iterable[EpisodeRecord]) -> list[EpisodeRecord]:
     """One record per key: the last line written for it, at the place its key was first recorded.
 
     `run --retry-errors` reruns an errored episode and appends the new record (with `replaces`)
     after the old one: the append is the whole update, durable in one fsynced line, so a kill at
     any moment leaves either the old record or the new one in force, never both or neither."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, EpisodeRecord] = {}
     for record in records:
         latest[record["key"]] = record
     return list(latest.values())
@@ -253,11 +199,11 @@ class RunStore:
         self.write_manifest(merged)
 
     # -- episodes -------------------------------------------------------------------------------
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[EpisodeRecord]:
         """One record per episode key: the latest line written for it (see latest_per_key)."""
         return latest_per_key(read_records(self.episodes_path))
 
-    def all_records(self) -> list[dict[str, Any]]:
+    def all_records(self) -> list[EpisodeRecord]:
         """Every complete line, in file order (a key recorded again appears twice)."""
         return list(read_records(self.episodes_path))
 
@@ -265,7 +211,7 @@ class RunStore:
         """Keys of episodes that have a record (successful, failed or errored)."""
         return {r["key"] for r in read_records(self.episodes_path)}
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: EpisodeRecord) -> None:
         """Append one record and make it durable before returning. On a write error (disk full,
         read-only) the file is cut back to its last complete line and StoreError raised."""
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")

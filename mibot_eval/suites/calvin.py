@@ -13,6 +13,9 @@ keeps the sequence index (task_id) and, in its metrics, how many subtasks were c
 Sources: CALVIN's evaluation (mees/calvin, calvin_models/calvin_agent/evaluation/evaluate_policy.py and
 utils.py), calvin_env (mees/calvin_env), and the release's client (eval_calvin/main.py). Protocol numbers
 live in data/suites/calvin_*.yaml; the sequence list and annotations ship in data/calvin/.
+
+Size (about 490 lines, over the house's 400): one simulator's adapter with the start-state, order and
+annotation rules it needs; it is split when the benchmark gets its own folder under suites/.
 """
 
 from __future__ import annotations
